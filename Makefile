@@ -1,0 +1,43 @@
+# One Makefile for people and CI. `make demo` and `make test` create .venv when it is missing.
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build, and
+# 2.13.0 is the CPU wheel the project's machines carry (see shared/notes-deps.md).
+TORCH  ?= torch==2.13.0
+PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
+STAMP  := $(VENV)/.mlcp-installed
+
+.PHONY: venv demo test lint format bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing $(TORCH) and mlcp[dev] into $(VENV) (a few minutes the first time)" >&2
+	$(PIP) install "$(TORCH)" 2> >(grep -v "is ignored: it is neither" >&2)
+	$(PIP) install -e ".[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mlcp demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/registry_bench.py
+
+clean:
+	rm -rf .mlcp .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""``mlcp``: the command line. Start-up stays light: every heavy import is inside a command.
+
+Exit codes: 0 ok, 1 refused by policy, 2 bad usage or input, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from controlplane.cli.errors import BAD_INPUT, OK, report
+
+if TYPE_CHECKING:
+    from controlplane.context import ControlPlane
+    from controlplane.settings import Settings
+
+
+class Env:
+    """What commands share: settings (validated at start-up) and the control plane (lazy)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._cp: ControlPlane | None = None
+
+    @property
+    def cp(self) -> ControlPlane:
+        if self._cp is None:
+            from controlplane.cli.output import progress
+            from controlplane.context import ControlPlane
+
+            self._cp = ControlPlane(self.settings)
+            if self._cp.created_schema:
+                progress("created the control-plane schema (first use of this database)")
+        return self._cp
+
+    def close(self) -> None:
+        if self._cp is not None:
+            self._cp.close()
+
+
+pass_env = click.make_pass_decorator(Env)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="mlcp", prog_name="mlcp")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """mlcp: register PyTorch models with lineage, audit every change, and (soon) promote,
+    serve and roll them back.
+
+    Settings come from MLCP_* environment variables and an optional mlcp.toml; the
+    default keeps everything under ./.mlcp (SQLite, local artifacts).
+    """
+    from controlplane.settings import load_settings
+
+    env = Env(load_settings())
+    ctx.obj = env
+    ctx.call_on_close(env.close)
+
+
+def _register_commands() -> None:
+    from controlplane.cli import audit, db, demo, lineage, models
+
+    cli.add_command(db.db)
+    cli.add_command(models.models)
+    cli.add_command(lineage.lineage)
+    cli.add_command(audit.audit)
+    cli.add_command(demo.demo)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: run, then map any error to one stderr line and an exit code."""
+    # Our progress lines are the CLI's stderr; MLflow's INFO chatter and progress bars are not.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        # Without standalone mode click returns the code of a click.exceptions.Exit.
+        result = cli.main(args=argv, prog_name="mlcp", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("mlcp: aborted", err=True)
+        return BAD_INPUT
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as exc:
+        return report(exc)
+    except Exception as exc:
+        return report(exc)
+    return result if isinstance(result, int) else OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The composition root: builds the database, the registry and their wiring from Settings.
+
+    with ControlPlane.open() as cp:
+        version = cp.registry.register(request)
+        refs = [v.ref for v in cp.registry.versions()]
+
+Nothing heavy happens at import: mlflow is imported when the registry first needs it.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane.db.engine import check_connection, make_engine
+from controlplane.db.lineage_store import DbLineageStore
+from controlplane.db.migrate import ensure_schema
+from controlplane.settings import Settings, load_settings
+from registry import Registrar
+
+if TYPE_CHECKING:
+    from registry.mlflow_backend import MlflowBackend
+
+
+class ControlPlane:
+    """One control plane: its database, its lineage store and the registry on MLflow."""
+
+    def __init__(self, settings: Settings, *, auto_create_schema: bool = True) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url, settings.db_connect_timeout_s)
+        try:
+            check_connection(self.engine)
+            self.created_schema = ensure_schema(self.engine, auto_create=auto_create_schema)
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        self.lineage = DbLineageStore(self.sessions)
+        self.registry = Registrar(self.lineage, self._mlflow_backend)
+
+    @classmethod
+    def open(cls, **overrides: object) -> Self:
+        return cls(load_settings(**overrides))
+
+    def _mlflow_backend(self) -> MlflowBackend:
+        from registry.mlflow_backend import MlflowBackend
+
+        s = self.settings
+        return MlflowBackend(
+            s.mlflow_tracking_uri,
+            s.mlflow_registry_uri,
+            artifact_root=s.artifact_root,
+            connect_timeout_s=s.db_connect_timeout_s,
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

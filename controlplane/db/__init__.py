@@ -1,0 +1,1 @@
+"""The control-plane database: tables, engines, migrations, and the stores built on them."""

@@ -1,0 +1,165 @@
+"""Typed settings: ``MLCP_*`` environment variables over an optional ``mlcp.toml``.
+
+The embedded default keeps every store under ``./.mlcp/``: the control-plane database
+(``controlplane.db``), MLflow's tracking and registry database (``mlflow.db``) and its
+artifacts (``artifacts/``). Production points the URLs at PostgreSQL and an MLflow server.
+
+    settings = Settings()                      # environment + ./mlcp.toml
+    settings = Settings(home=Path("/tmp/x"))   # explicit values win
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from controlplane.errors import SettingsError
+
+ENV_PREFIX = "MLCP_"
+_DB_SCHEMES = ("sqlite", "postgresql")
+_MLFLOW_SCHEMES = ("sqlite", "postgresql", "http", "https", "databricks")
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "unknown"
+
+
+def _toml_file() -> Path:
+    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG", "mlcp.toml"))
+
+
+class Settings(BaseSettings):
+    """Every URL and knob mlcp reads. Validated at construction; see ``load_settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
+    )
+
+    home: Path = Field(default=Path(".mlcp"), description="where the embedded stores live")
+    database_url: str = Field(default="", description="control-plane DB; default SQLite in home")
+    mlflow_tracking_uri: str = Field(default="", description="default SQLite in home")
+    mlflow_registry_uri: str = Field(default="", description="default: the tracking URI")
+    artifact_root: str = Field(default="", description="MLflow artifacts; default home/artifacts")
+    actor: str = Field(default_factory=_default_actor, description="who the audit log names")
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _toml_file()))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_empty(cls, data: Any) -> Any:
+        # MLCP_DATABASE_URL="" means "use the default", as an unset variable does.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, url: str) -> str:
+        if not url:
+            return url
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        if scheme == "postgres":
+            scheme = "postgresql"
+        if scheme not in _DB_SCHEMES or "://" not in url:
+            raise ValueError(
+                f"unsupported database URL {_redact(url)!r}; use sqlite:///path/to/file.db "
+                "or postgresql://user@host:5432/dbname"
+            )
+        return _with_psycopg_driver(url)
+
+    @field_validator("mlflow_tracking_uri", "mlflow_registry_uri")
+    @classmethod
+    def _check_mlflow_uri(cls, uri: str) -> str:
+        if not uri:
+            return uri
+        scheme = uri.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in _MLFLOW_SCHEMES:
+            raise ValueError(
+                f"unsupported MLflow URI {_redact(uri)!r}; use sqlite:///path/mlflow.db, "
+                "postgresql://host/db or http(s)://mlflow-server"
+            )
+        return _with_psycopg_driver(uri)
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        home = self.home.expanduser().resolve()
+        fill = {
+            "home": home,
+            "database_url": self.database_url or f"sqlite:///{home / 'controlplane.db'}",
+            "mlflow_tracking_uri": self.mlflow_tracking_uri or f"sqlite:///{home / 'mlflow.db'}",
+            "artifact_root": self.artifact_root or (home / "artifacts").as_uri(),
+        }
+        fill["mlflow_registry_uri"] = self.mlflow_registry_uri or fill["mlflow_tracking_uri"]
+        for key, value in fill.items():
+            object.__setattr__(self, key, value)
+        return self
+
+    @property
+    def uses_embedded_stores(self) -> bool:
+        return self.database_url.startswith("sqlite") or self.mlflow_tracking_uri.startswith(
+            "sqlite"
+        )
+
+    def redacted(self) -> dict[str, str]:
+        """The settings as strings, passwords masked: safe to print and to log."""
+        return {
+            k: _redact(str(v)) if isinstance(v, str) else str(v)
+            for k, v in self.model_dump().items()
+        }
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning a validation failure into a SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        why = str(err["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}", why) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed mlcp.toml
+        raise SettingsError(str(_toml_file()), f"cannot read the settings file: {exc}") from None
+
+
+def _with_psycopg_driver(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _redact(url: str) -> str:
+    """Mask the password in ``scheme://user:password@host``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}"
+
+
+redact_url = _redact

@@ -1,0 +1,23 @@
+"""Features: Feast adapter, versioned definitions, data checks, training sets, cached reads.
+
+So far: dataset fingerprints for lineage.
+
+    fp = fingerprint_file(Path("train.parquet"))   # DatasetFingerprint(sha256, rows, columns)
+"""
+
+from features.errors import FeatureStoreError, InvalidDataset
+from features.fingerprint import (
+    DatasetFingerprint,
+    fingerprint_file,
+    fingerprint_frame,
+    read_dataset,
+)
+
+__all__ = [
+    "DatasetFingerprint",
+    "FeatureStoreError",
+    "InvalidDataset",
+    "fingerprint_file",
+    "fingerprint_frame",
+    "read_dataset",
+]

@@ -1,0 +1,45 @@
+"""The model registry: MLflow underneath, lineage in a store the control plane provides.
+
+    from registry import Registrar, RegistrationRequest
+    version = registrar.register(RegistrationRequest(name="churn", model=net, input_example=x))
+
+``registry.mlflow_backend`` (the MLflow adapter) is imported lazily by whoever builds it.
+"""
+
+from registry.errors import (
+    IdempotencyConflict,
+    InvalidModel,
+    InvalidModelRef,
+    InvalidRegistration,
+    ModelNotFound,
+    RegistrationFailed,
+    RegistrationInProgress,
+    RegistryError,
+    RegistryUnavailable,
+    VersionNotFound,
+)
+from registry.lineage import LineageStore, ModelVersion, PendingRegistration, TrainingData
+from registry.refs import ModelRef, validate_model_name
+from registry.registration import MODEL_FORMATS, Registrar, RegistrationRequest
+
+__all__ = [
+    "MODEL_FORMATS",
+    "IdempotencyConflict",
+    "InvalidModel",
+    "InvalidModelRef",
+    "InvalidRegistration",
+    "LineageStore",
+    "ModelNotFound",
+    "ModelRef",
+    "ModelVersion",
+    "PendingRegistration",
+    "Registrar",
+    "RegistrationFailed",
+    "RegistrationInProgress",
+    "RegistrationRequest",
+    "RegistryError",
+    "RegistryUnavailable",
+    "TrainingData",
+    "VersionNotFound",
+    "validate_model_name",
+]

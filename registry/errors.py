@@ -1,0 +1,125 @@
+"""Errors raised by the registry.
+
+    RegistryError
+    ├── InvalidModelRef          a NAME@VERSION / NAME@ALIAS reference that does not parse
+    ├── ModelNotFound            no registered model of that name
+    ├── VersionNotFound          the model exists, the version or alias does not
+    ├── InvalidModel             the object or file given is not a usable torch model
+    ├── InvalidRegistration      a registration request with bad fields
+    ├── IdempotencyConflict      the key was used before with different content
+    ├── RegistrationInProgress   another registration holds the same idempotency key
+    ├── RegistrationFailed       a step failed; everything done before it was undone
+    └── RegistryUnavailable      the MLflow tracking/registry store cannot be reached
+
+Third-party exceptions (MLflow's) are translated at the adapter edge,
+``registry/mlflow_backend.py``; nothing above it sees an ``MlflowException``.
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Root of every error the registry raises."""
+
+
+class InvalidModelRef(RegistryError):
+    """A model reference that is not NAME@VERSION or NAME@ALIAS."""
+
+    def __init__(self, ref: str, why: str) -> None:
+        self.ref = ref
+        super().__init__(
+            f"invalid model reference {ref!r}: {why}; "
+            "write NAME@VERSION (churn@3) or NAME@ALIAS (churn@champion)"
+        )
+
+
+class ModelNotFound(RegistryError):
+    """No registered model of that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"model {name!r} is not registered; run `mlcp models list` to see registered models"
+        )
+
+
+class VersionNotFound(RegistryError):
+    """The model exists but the version or alias does not."""
+
+    def __init__(self, name: str, version: int | str) -> None:
+        self.name = name
+        self.version = version
+        kind = "alias" if isinstance(version, str) else "version"
+        super().__init__(
+            f"model {name!r} has no {kind} {version!r}; "
+            f"run `mlcp models list --name {name}` to see its versions"
+        )
+
+
+class InvalidModel(RegistryError):
+    """The object or file given is not a torch model the registry can log."""
+
+    def __init__(self, source: str, why: str) -> None:
+        self.source = source
+        super().__init__(f"{source} is not a usable torch model: {why}")
+
+
+class InvalidRegistration(RegistryError):
+    """A registration request with a bad field."""
+
+    def __init__(self, field: str, why: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {why}")
+
+
+class IdempotencyConflict(RegistryError):
+    """The idempotency key was already used for a registration with different content."""
+
+    def __init__(self, name: str, key: str, existing_version: int | None) -> None:
+        self.name = name
+        self.key = key
+        self.existing_version = existing_version
+        super().__init__(
+            f"idempotency key {key!r} already registered {name}@{existing_version} with "
+            "different content (model weights, params, metrics or lineage); "
+            "use a new key for a new version, or resend exactly the same request"
+        )
+
+
+class RegistrationInProgress(RegistryError):
+    """Another registration with the same idempotency key has not finished yet."""
+
+    def __init__(self, name: str, key: str) -> None:
+        self.name = name
+        self.key = key
+        super().__init__(
+            f"a registration of {name!r} with idempotency key {key!r} is still in progress; "
+            "retry once it has finished"
+        )
+
+
+class RegistrationFailed(RegistryError):
+    """A registration step failed; the steps before it were undone."""
+
+    def __init__(self, name: str, step: str, cause: BaseException, leftovers: list[str]) -> None:
+        self.name = name
+        self.step = step
+        self.cause = cause
+        self.leftovers = leftovers
+        tail = (
+            "; nothing was kept"
+            if not leftovers
+            else f"; could not undo: {', '.join(leftovers)} (remove by hand)"
+        )
+        super().__init__(f"registering {name!r} failed at step {step!r}: {cause}{tail}")
+
+
+class RegistryUnavailable(RegistryError):
+    """The MLflow tracking or registry store cannot be reached."""
+
+    def __init__(self, uri: str, why: str) -> None:
+        self.uri = uri
+        super().__init__(
+            f"cannot reach the MLflow store at {uri}: {why}; "
+            "check MLCP_MLFLOW_TRACKING_URI and that the server is running"
+        )

@@ -1,0 +1,254 @@
+"""The mlcp CLI as a user meets it: exit codes, one-line errors, --json, light start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from controlplane.cli import main
+from tests.conftest import make_net
+
+MLCP = str(Path(sys.executable).parent / "mlcp")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: tuple[str, str]) -> Path:
+    """Embedded settings through the environment, as a user sets them; returns the work dir."""
+    uri, artifacts = mlflow_store
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLCP_HOME", str(tmp_path / ".mlcp"))
+    monkeypatch.setenv("MLCP_MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLCP_ARTIFACT_ROOT", artifacts)
+    monkeypatch.setenv("MLCP_ACTOR", "cli-user")
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def one_line(err: str) -> str:
+    """The error itself is one line; progress lines ("… ") may come before it."""
+    lines = [line for line in err.strip().splitlines() if not line.startswith("… ")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mlcp: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def files(env: Path) -> dict[str, Path]:
+    net = make_net(3)
+    x = np.random.default_rng(1).random((5, 4), dtype=np.float32)
+    paths = {
+        "model": env / "model.pt",
+        "example": env / "x.npy",
+        "train": env / "train.parquet",
+        "state_dict": env / "weights.pt",
+        "junk": env / "junk.pt",
+    }
+    torch.save(net, paths["model"])
+    torch.save(net.state_dict(), paths["state_dict"])
+    np.save(paths["example"], x)
+    pd.DataFrame(x, columns=list("abcd")).assign(label=[0, 1, 0, 1, 1]).to_parquet(paths["train"])
+    paths["junk"].write_bytes(b"definitely not a model")
+    return paths
+
+
+def register(capsys, files: dict[str, Path], name: str, *extra: str) -> tuple[int, str, str]:
+    return run(
+        capsys,
+        "models", "register", name,
+        "--model", str(files["model"]),
+        "--input-example", str(files["example"]),
+        "--training-data", str(files["train"]),
+        "--param", "lr=0.1",
+        "--metric", "auc=0.8",
+        "--feature-service", "user_stats@2",
+        *extra,
+    )  # fmt: skip
+
+
+def test_help_is_light(env: Path) -> None:
+    """--help must not import mlflow, feast, great_expectations or torch."""
+    probe = (
+        "import sys; from controlplane.cli import main; main(['--help']); "
+        "heavy = {'mlflow', 'feast', 'great_expectations', 'torch', 'sqlalchemy'}; "
+        "print('LOADED', sorted(heavy & {m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert "LOADED []" in out
+    assert "models" in out
+
+
+def test_register_list_show_lineage_round_trip(capsys, files, model_name: str) -> None:
+    code, out, err = register(capsys, files, model_name, "--json", "--idempotency-key", "b1")
+    assert code == 0, err
+    registered = json.loads(out)
+    assert registered["ref"] == f"{model_name}@1"
+    assert registered["training_data"]["rows"] == 5
+    assert registered["registered_by"] == "cli-user"
+    assert "… registering" in err  # progress goes to stderr
+
+    listed = run_json(capsys, "models", "list", "--name", model_name)
+    assert [v["ref"] for v in listed] == [f"{model_name}@1"]
+    shown = run_json(capsys, "models", "show", f"{model_name}@1")
+    assert shown["artifact_sha256"] == registered["artifact_sha256"]
+
+    graph = run_json(capsys, "lineage", f"{model_name}@1")
+    kinds = {n["kind"] for n in graph["nodes"]}
+    assert kinds == {"feature_service", "dataset", "run", "model_version", "event"}
+    assert {"source": f"run:{registered['run_id']}", "target": f"model_version:{model_name}@1",
+            "relation": "produced"} in graph["edges"]  # fmt: skip
+
+    code, out, _ = run(capsys, "lineage", f"{model_name}@1")
+    assert code == 0
+    assert out.splitlines()[0] == f"{model_name}@1  [registered]"
+    assert "├── run" in out
+    assert "user_stats@2" in out
+
+    code, out, _ = run(capsys, "models", "show", f"{model_name}@1")
+    assert "artifact_sha256" in out
+
+    # the CI retry: same key, same content -> same version, exit 0
+    code, out, err = register(capsys, files, model_name, "--json", "--idempotency-key", "b1")
+    assert code == 0, err
+    assert json.loads(out)["version"] == 1
+
+
+def test_audit_list_and_verify(capsys, files, model_name: str) -> None:
+    assert register(capsys, files, model_name)[0] == 0
+    rows = run_json(capsys, "audit", "list", "--subject", f"{model_name}@*")
+    assert [r["action"] for r in rows] == ["model.register"]
+    assert run_json(capsys, "audit", "verify")["ok"] is True
+    code, out, _ = run(capsys, "audit", "verify")
+    assert code == 0
+    assert out.startswith("ok: 1 rows verified")
+
+
+def test_audit_verify_exits_1_on_tampering(capsys, files, model_name: str, env: Path) -> None:
+    import sqlite3
+
+    assert register(capsys, files, model_name)[0] == 0
+    with sqlite3.connect(env / ".mlcp" / "controlplane.db") as db:
+        db.execute("DROP TRIGGER mlcp_audit_log_no_update")
+        db.execute("UPDATE mlcp_audit_log SET actor = 'mallory' WHERE seq = 1")
+    code, _, err = run(capsys, "audit", "verify")
+    assert code == 1
+    assert "row 1" in one_line(err)
+    code, out, _ = run(capsys, "audit", "verify", "--json")
+    assert code == 1
+    assert json.loads(out)["bad_seq"] == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["models", "show", "nosuch@1"], "mlcp models list"),
+        (["models", "show", "nosuch"], "NAME@VERSION"),
+        (["lineage", "nosuch@champion"], "not registered"),
+        (["models", "list", "--name", "nosuch"], "not registered"),
+        (["models", "register", "x"], "Missing option '--model'"),
+        (["models", "frobnicate"], "No such command"),
+        (["audit", "list", "--limit", "0"], "--limit"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys, env: Path, argv: list[str], expect: str) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert expect in one_line(err)
+
+
+def test_unknown_version_of_known_model(capsys, files, model_name: str) -> None:
+    assert register(capsys, files, model_name)[0] == 0
+    code, _, err = run(capsys, "models", "show", f"{model_name}@9")
+    assert code == 2
+    assert "no version 9" in one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("which", "expect"),
+    [("junk", "not a torch archive"), ("state_dict", "state_dict"), ("missing", "no such file")],
+)
+def test_file_that_is_not_a_model_is_refused(capsys, files, model_name, which, expect) -> None:
+    files["model"] = files.get(which, files["model"].with_name("missing.pt"))
+    code, _, err = register(capsys, files, model_name)
+    assert code == 2
+    assert expect in one_line(err)
+    assert run(capsys, "models", "list", "--name", model_name)[0] == 2  # nothing registered
+
+
+def test_duplicate_idempotency_key_with_different_content(capsys, files, model_name) -> None:
+    assert register(capsys, files, model_name, "--idempotency-key", "k")[0] == 0
+    code, _, err = register(capsys, files, model_name, "--idempotency-key", "k", "--param", "lr=9")
+    assert code == 2
+    assert "different content" in one_line(err)
+    assert len(run_json(capsys, "models", "list", "--name", model_name)) == 1
+
+
+def test_bad_metric_value(capsys, files, model_name) -> None:
+    code, _, err = register(capsys, files, model_name, "--metric", "auc=high")
+    assert code == 2
+    assert "--metric" in one_line(err)
+
+
+def test_bad_setting_names_the_variable(capsys, env: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLCP_DATABASE_URL", "mysql://nope")
+    code, _, err = run(capsys, "models", "list")
+    assert code == 2
+    assert one_line(err).startswith("mlcp: error: MLCP_DATABASE_URL: ")
+
+
+def test_unreachable_database(capsys, env: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLCP_DATABASE_URL", "postgresql://mlcp:secret@127.0.0.1:1/cp")
+    monkeypatch.setenv("MLCP_DB_CONNECT_TIMEOUT_S", "2")
+    code, _, err = run(capsys, "models", "list")
+    assert code == 2
+    line = one_line(err)
+    assert "cannot connect" in line
+    assert "MLCP_DATABASE_URL" in line
+    assert "secret" not in line
+
+
+def test_unreachable_mlflow_store(capsys, files, model_name, monkeypatch) -> None:
+    monkeypatch.setenv("MLCP_MLFLOW_TRACKING_URI", "postgresql://postgres@127.0.0.1:1/mlflow")
+    monkeypatch.setenv("MLCP_DB_CONNECT_TIMEOUT_S", "2")
+    code, _, err = register(capsys, files, model_name)
+    assert code == 2
+    assert "MLCP_MLFLOW_TRACKING_URI" in one_line(err)
+    assert run(capsys, "models", "list", "--name", model_name)[0] == 2
+
+
+def test_db_commands(capsys, env: Path) -> None:
+    info = run_json(capsys, "db", "current")
+    assert info["current"] is None
+    assert run(capsys, "db", "upgrade")[0] == 0
+    info = run_json(capsys, "db", "current")
+    assert info["up_to_date"] is True
+    assert run(capsys, "db", "downgrade", "base")[0] == 0
+    assert run_json(capsys, "db", "current")["current"] is None
+
+
+def test_console_script_exit_code(env: Path) -> None:
+    done = subprocess.run(
+        [MLCP, "models", "show", "nosuch@1"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert one_line(done.stderr).startswith("mlcp: error: model 'nosuch' is not registered")

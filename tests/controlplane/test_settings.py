@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controlplane.errors import SettingsError
+from controlplane.settings import Settings, load_settings, redact_url
+
+
+def test_embedded_default_keeps_everything_under_home(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    home = (tmp_path / ".mlcp").resolve()
+    assert s.home == home
+    assert s.database_url == f"sqlite:///{home / 'controlplane.db'}"
+    assert s.mlflow_tracking_uri == f"sqlite:///{home / 'mlflow.db'}"
+    assert s.mlflow_registry_uri == s.mlflow_tracking_uri
+    assert s.artifact_root == (home / "artifacts").as_uri()
+
+
+def test_environment_overrides(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLCP_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("MLCP_DATABASE_URL", "postgresql://cp@db:5432/mlcp")
+    monkeypatch.setenv("MLCP_ACTOR", "ci-bot")
+    s = load_settings()
+    assert s.home == (tmp_path / "h").resolve()
+    assert s.database_url == "postgresql+psycopg://cp@db:5432/mlcp"
+    assert s.actor == "ci-bot"
+
+
+def test_toml_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlcp.toml").write_text('actor = "from-toml"\nhome = "store"\n')
+    assert load_settings().actor == "from-toml"
+    assert load_settings().home == (tmp_path / "store").resolve()
+    monkeypatch.setenv("MLCP_ACTOR", "from-env")
+    assert load_settings().actor == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "hint"),
+    [
+        ("MLCP_DATABASE_URL", "mysql://x@y/z", "postgresql://"),
+        ("MLCP_DATABASE_URL", "not a url", "sqlite:///"),
+        ("MLCP_MLFLOW_TRACKING_URI", "ftp://x", "unsupported MLflow URI"),
+        ("MLCP_DB_CONNECT_TIMEOUT_S", "-1", "greater than 0"),
+    ],
+)
+def test_bad_setting_names_the_variable(monkeypatch, var: str, value: str, hint: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert err.value.variable == var
+    assert str(err.value).startswith(f"{var}: ")
+    assert hint in str(err.value)
+
+
+def test_unknown_toml_key_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlcp.toml").write_text('databse_url = "sqlite:///x.db"\n')
+    with pytest.raises(SettingsError, match="MLCP_DATABSE_URL"):
+        load_settings()
+
+
+def test_malformed_toml_is_reported(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlcp.toml").write_text("actor = \n")
+    with pytest.raises(SettingsError, match=r"mlcp\.toml"):
+        load_settings()
+
+
+def test_passwords_are_redacted() -> None:
+    assert redact_url("postgresql+psycopg://u:s3cret@h/db") == "postgresql+psycopg://u:***@h/db"
+    s = Settings(database_url="postgresql://u:s3cret@h/db")
+    assert "s3cret" not in str(s.redacted())
