@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,8 +27,24 @@ from controlplane.db.models import GENESIS_HASH, AuditHead, AuditRow
 Clock = Callable[[], datetime]
 
 
-def _utcnow() -> datetime:
+def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# What each row's hash covers, in this order; `hash` itself completes the row.
+HASHED_FIELDS = (
+    "seq",
+    "ts",
+    "actor",
+    "action",
+    "subject",
+    "before",
+    "after",
+    "reason",
+    "evidence",
+    "prev_hash",
+)
+FIELDS = (*HASHED_FIELDS, "hash")
 
 
 @dataclass(frozen=True)
@@ -48,19 +64,9 @@ class AuditEntry:
     hash: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "ts": _ts(self.ts),
-            "actor": self.actor,
-            "action": self.action,
-            "subject": self.subject,
-            "before": self.before,
-            "after": self.after,
-            "reason": self.reason,
-            "evidence": self.evidence,
-            "prev_hash": self.prev_hash,
-            "hash": self.hash,
-        }
+        out = {f: getattr(self, f) for f in FIELDS}
+        out["ts"] = _ts(self.ts)
+        return out
 
 
 @dataclass(frozen=True)
@@ -72,41 +78,13 @@ class VerifyResult:
     problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "rows": self.rows,
-            "head_hash": self.head_hash,
-            "bad_seq": self.bad_seq,
-            "problem": self.problem,
-        }
+        return asdict(self)
 
 
-def row_hash(
-    *,
-    seq: int,
-    ts: datetime,
-    actor: str,
-    action: str,
-    subject: str,
-    before: Mapping[str, Any] | None,
-    after: Mapping[str, Any] | None,
-    reason: str | None,
-    evidence: Mapping[str, Any] | None,
-    prev_hash: str,
-) -> str:
+def row_hash(row: AuditRow | AuditEntry) -> str:
     """sha256 over the row's canonical JSON, its predecessor's hash included."""
-    body = {
-        "seq": seq,
-        "ts": _ts(ts),
-        "actor": actor,
-        "action": action,
-        "subject": subject,
-        "before": before,
-        "after": after,
-        "reason": reason,
-        "evidence": evidence,
-        "prev_hash": prev_hash,
-    }
+    body = {f: getattr(row, f) for f in HASHED_FIELDS}
+    body["ts"] = _ts(row.ts)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -121,43 +99,28 @@ def append(
     after: Mapping[str, Any] | None = None,
     reason: str | None = None,
     evidence: Mapping[str, Any] | None = None,
-    clock: Clock = _utcnow,
+    clock: Clock = utcnow,
 ) -> AuditEntry:
     """Append one row inside the caller's transaction, so it commits with the change it records."""
     head = session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one()
-    # JSON round-trip now, so the hash covers exactly what the database will hand back.
-    before, after, evidence = (_jsonable(v) for v in (before, after, evidence))
-    ts = _truncate(clock())
-    seq = head.seq + 1
-    digest = row_hash(
-        seq=seq,
-        ts=ts,
-        actor=actor,
-        action=action,
-        subject=subject,
-        before=before,
-        after=after,
-        reason=reason,
-        evidence=evidence,
-        prev_hash=head.hash,
-    )
     row = AuditRow(
-        seq=seq,
-        ts=ts,
+        seq=head.seq + 1,
+        ts=_utc(clock()),
         actor=actor,
         action=action,
         subject=subject,
-        before=before,
-        after=after,
+        # JSON round-trip now, so the hash covers exactly what the database hands back.
+        before=_jsonable(before),
+        after=_jsonable(after),
         reason=reason,
-        evidence=evidence,
+        evidence=_jsonable(evidence),
         prev_hash=head.hash,
-        hash=digest,
     )
+    row.hash = row_hash(row)
     session.add(row)
-    head.seq, head.hash = seq, digest
+    head.seq, head.hash = row.seq, row.hash
     session.flush()
     return _entry(row)
 
@@ -193,19 +156,7 @@ def verify(session: Session, batch: int = 1000) -> VerifyResult:
             return _broken(count, head, expected_seq, f"row {expected_seq} is missing")
         if row.prev_hash != prev_hash:
             return _broken(count, head, row.seq, "its prev_hash does not match the row before")
-        recomputed = row_hash(
-            seq=row.seq,
-            ts=row.ts,
-            actor=row.actor,
-            action=row.action,
-            subject=row.subject,
-            before=row.before,
-            after=row.after,
-            reason=row.reason,
-            evidence=row.evidence,
-            prev_hash=row.prev_hash,
-        )
-        if recomputed != row.hash:
+        if row_hash(row) != row.hash:
             return _broken(count, head, row.seq, "its content was changed after it was written")
         prev_hash, expected_seq = row.hash, row.seq + 1
     if head.seq != expected_seq - 1 or head.hash != prev_hash:
@@ -238,34 +189,17 @@ def _broken(rows: int, head: AuditHead, seq: int, problem: str) -> VerifyResult:
 
 
 def _entry(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
-        seq=row.seq,
-        ts=row.ts,
-        actor=row.actor,
-        action=row.action,
-        subject=row.subject,
-        before=row.before,
-        after=row.after,
-        reason=row.reason,
-        evidence=row.evidence,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    return AuditEntry(**{f: getattr(row, f) for f in FIELDS})
 
 
 def _jsonable(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else json.loads(json.dumps(value, default=str))
 
 
-def _truncate(ts: datetime) -> datetime:
-    """UTC, microsecond precision: what both SQLite and PostgreSQL store and return."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
+def _utc(ts: datetime) -> datetime:
+    """Aware UTC. SQLite hands back naive datetimes; every timestamp we write is UTC."""
+    return (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _ts(ts: datetime) -> str:
-    # SQLite hands back naive datetimes; every timestamp we write is UTC.
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+    return _utc(ts).isoformat(timespec="microseconds")

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
             scheme = "postgresql"
         if scheme not in _DB_SCHEMES or "://" not in url:
             raise ValueError(
-                f"unsupported database URL {_redact(url)!r}; use sqlite:///path/to/file.db "
+                f"unsupported database URL {redact_url(url)!r}; use sqlite:///path/to/file.db "
                 "or postgresql://user@host:5432/dbname"
             )
         return _with_psycopg_driver(url)
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         scheme = uri.split(":", 1)[0].split("+", 1)[0]
         if scheme not in _MLFLOW_SCHEMES:
             raise ValueError(
-                f"unsupported MLflow URI {_redact(uri)!r}; use sqlite:///path/mlflow.db, "
+                f"unsupported MLflow URI {redact_url(uri)!r}; use sqlite:///path/mlflow.db, "
                 "postgresql://host/db or http(s)://mlflow-server"
             )
         return _with_psycopg_driver(uri)
@@ -117,16 +117,10 @@ class Settings(BaseSettings):
             object.__setattr__(self, key, value)
         return self
 
-    @property
-    def uses_embedded_stores(self) -> bool:
-        return self.database_url.startswith("sqlite") or self.mlflow_tracking_uri.startswith(
-            "sqlite"
-        )
-
     def redacted(self) -> dict[str, str]:
         """The settings as strings, passwords masked: safe to print and to log."""
         return {
-            k: _redact(str(v)) if isinstance(v, str) else str(v)
+            k: redact_url(str(v)) if isinstance(v, str) else str(v)
             for k, v in self.model_dump().items()
         }
 
@@ -151,7 +145,7 @@ def _with_psycopg_driver(url: str) -> str:
     return url
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Mask the password in ``scheme://user:password@host``."""
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
@@ -160,6 +154,3 @@ def _redact(url: str) -> str:
     if ":" in creds:
         creds = creds.split(":", 1)[0] + ":***"
     return f"{scheme}://{creds}@{host}"
-
-
-redact_url = _redact

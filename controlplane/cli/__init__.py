@@ -61,6 +61,21 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(env.close)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_env
+def settings(env: Env, as_json: bool) -> None:
+    """Show the settings in effect (passwords masked)."""
+    from controlplane.cli.output import emit_json
+
+    values = env.settings.redacted()
+    if as_json:
+        emit_json(values)
+        return
+    for key, value in values.items():
+        click.echo(f"MLCP_{key.upper():<24}{value}")
+
+
 def _register_commands() -> None:
     from controlplane.cli import audit, db, demo, lineage, models
 

@@ -37,6 +37,10 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, (ControlPlaneError, *_domain_roots())):
         _line(str(exc))
         return BAD_INPUT
+    if _is_database_outage(exc):
+        why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        _line(f"the control-plane database failed mid-command: {why}; check MLCP_DATABASE_URL")
+        return BAD_INPUT
     if os.environ.get("MLCP_DEBUG"):
         traceback.print_exception(exc)
     _line(f"internal error: {type(exc).__name__}: {exc} (set MLCP_DEBUG=1 for the traceback)")
@@ -55,6 +59,11 @@ def _domain_roots() -> tuple[type[BaseException], ...]:
         if mod is not None:
             roots.append(getattr(mod, name))
     return tuple(roots)
+
+
+def _is_database_outage(exc: BaseException) -> bool:
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.OperationalError)
 
 
 def _line(message: str) -> None:

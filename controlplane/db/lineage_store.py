@@ -27,7 +27,7 @@ class DbLineageStore:
     """Lineage rows in ``model_versions``; completion writes the audit row in the same commit."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = audit._utcnow
+        self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = audit.utcnow
     ) -> None:
         self.sessions = sessions
         self.clock = clock

@@ -252,3 +252,13 @@ def test_console_script_exit_code(env: Path) -> None:
     )
     assert done.returncode == 2
     assert one_line(done.stderr).startswith("mlcp: error: model 'nosuch' is not registered")
+
+
+def test_settings_command_masks_passwords(capsys, env: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLCP_DATABASE_URL", "postgresql://cp:hunter2@db.internal/mlcp")
+    shown = run_json(capsys, "settings")
+    assert shown["database_url"] == "postgresql+psycopg://cp:***@db.internal/mlcp"
+    code, out, _ = run(capsys, "settings")
+    assert code == 0
+    assert "hunter2" not in out
+    assert "MLCP_ACTOR" in out

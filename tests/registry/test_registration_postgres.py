@@ -74,3 +74,26 @@ def test_concurrent_retries_with_one_key_make_one_version(
     assert {v.version for v in versions} == {1}  # type: ignore[attr-defined]
     assert all("still in progress" in str(e) for e in errors)
     assert len(pg_cp.registry.versions(model_name)) == 1
+
+
+def test_concurrent_registrations_get_distinct_versions(
+    pg_cp: ControlPlane, model_name: str
+) -> None:
+    """Two pipelines registering new content at once: two versions, each with its lineage."""
+    results: list[object] = []
+
+    def attempt(seed: int) -> None:
+        try:
+            results.append(pg_cp.registry.register(req(model_name, seed)))
+        except Exception as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(s,)) for s in (11, 12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sorted(v.version for v in pg_cp.registry.versions(model_name)) == [1, 2]
+    with pg_cp.sessions() as s:
+        assert audit.verify(s).ok
