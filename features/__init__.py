@@ -1,6 +1,6 @@
 """Features: Feast adapter, versioned definitions, data checks, training sets, cached reads.
 
-So far: dataset fingerprints for lineage.
+So far: dataset fingerprints for lineage and reference statistics for drift.
 
     fp = fingerprint_file(Path("train.parquet"))   # DatasetFingerprint(sha256, rows, columns)
 """
@@ -12,6 +12,7 @@ from features.fingerprint import (
     fingerprint_frame,
     read_dataset,
 )
+from features.reference import reference_statistics
 
 __all__ = [
     "DatasetFingerprint",
@@ -20,4 +21,5 @@ __all__ = [
     "fingerprint_file",
     "fingerprint_frame",
     "read_dataset",
+    "reference_statistics",
 ]

@@ -47,6 +47,8 @@ class ModelVersion:
     description: str | None = None
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
+    # Per-feature statistics of the training data, for drift detection: see features.reference.
+    reference_stats: Mapping[str, Any] | None = None
 
     @property
     def ref(self) -> str:

@@ -63,6 +63,7 @@ class RegistrationRequest:
     idempotency_key: str | None = None
     description: str | None = None
     model_format: str = "pt2"
+    reference_stats: Mapping[str, Any] | None = None  # per-feature training statistics
 
     def validate(self) -> None:
         import torch  # lazily: reads of the registry never pay torch's import
@@ -283,6 +284,7 @@ class Registrar:
                 description=request.description,
                 idempotency_key=request.idempotency_key,
                 request_fingerprint=fingerprint,
+                reference_stats=request.reference_stats,
             )
             self.store.complete(registration_id, version)
         except BaseException as exc:

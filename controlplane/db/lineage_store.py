@@ -167,6 +167,7 @@ def _fill(row: ModelVersionRow, v: ModelVersion) -> None:
     row.params = dict(v.params)
     row.metrics = dict(v.metrics)
     row.description = v.description
+    row.reference_stats = dict(v.reference_stats) if v.reference_stats is not None else None
 
 
 def _to_version(row: ModelVersionRow) -> ModelVersion:
@@ -204,4 +205,5 @@ def _to_version(row: ModelVersionRow) -> ModelVersion:
         description=row.description,
         idempotency_key=row.idempotency_key,
         request_fingerprint=row.request_fingerprint,
+        reference_stats=row.reference_stats,
     )

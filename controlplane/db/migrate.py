@@ -64,4 +64,4 @@ def ensure_schema(engine: Engine, auto_create: bool = True) -> bool:
 
 def _has_mlcp_tables(engine: Engine) -> bool:
     names = set(inspect(engine).get_table_names())
-    return bool(names & {"mlcp_model_versions", "mlcp_audit_log", "mlcp_audit_head"})
+    return any(name.startswith("mlcp_") and name != VERSION_TABLE for name in names)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Integer,
     MetaData,
@@ -73,6 +74,87 @@ class ModelVersionRow(Base):
     request_fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reference_stats: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class ModelRow(Base):
+    """Per-model deployment state: who is champion and challenger. ``revision`` is the
+    compare-and-set counter every transition bumps under a row lock."""
+
+    __tablename__ = "mlcp_models"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    champion_version: Mapped[int | None] = mapped_column(Integer)
+    challenger_version: Mapped[int | None] = mapped_column(Integer)
+    canary_percent: Mapped[int | None] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PolicyRow(Base):
+    """One revision of a model's promotion policy (the YAML, parsed and normalized)."""
+
+    __tablename__ = "mlcp_policies"
+    __table_args__ = (UniqueConstraint("model_name", "revision"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(128), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(Json)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EvaluationRow(Base):
+    """Task metrics of one version on one dataset (by fingerprint)."""
+
+    __tablename__ = "mlcp_evaluations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    dataset_fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    dataset_rows: Mapped[int] = mapped_column(BigInteger)
+    dataset_source: Mapped[str | None] = mapped_column(Text)
+    task: Mapped[str] = mapped_column(String(32))
+    label_column: Mapped[str] = mapped_column(String(200))
+    metrics: Mapped[dict[str, float]] = mapped_column(Json)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class GateRunRow(Base):
+    """Every gate result of one promotion attempt, with the policy it was judged by."""
+
+    __tablename__ = "mlcp_gate_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(String(32))  # production | canary
+    policy_sha256: Mapped[str] = mapped_column(String(64))
+    champion_version: Mapped[int | None] = mapped_column(Integer)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    outcome: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiTokenRow(Base):
+    """A bearer token for the control API; only its sha256 is stored."""
+
+    __tablename__ = "mlcp_api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuditRow(Base):

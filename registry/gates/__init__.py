@@ -1,0 +1,1 @@
+"""Evaluation gates: each judges a candidate version against the policy."""

@@ -1,0 +1,109 @@
+"""What every gate shares: the context it judges, the result it returns, and the report.
+
+A gate is a small object with a ``name`` and ``check(ctx) -> GateResult``; it never
+reaches for a store. Everything it needs (evaluations on the same dataset, the data
+frames, a latency probe) reaches it through ``GateContext``, filled by the control plane.
+
+    report = run_gates([MetricThresholdGate("auc", min=0.8)], ctx)
+    report.passed, report.failures, report.warnings
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from registry.evaluation import Evaluation
+from registry.lineage import ModelVersion
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Severity = Literal["critical", "warning"]
+
+# (batch_size, iterations) -> one wall time in seconds per forward pass, warm-up excluded.
+LatencyProbe = Callable[[int, int], list[float]]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's verdict. ``passed`` False with severity "warning" is reported, not blocking."""
+
+    gate: str
+    passed: bool
+    observed: float | str | None
+    threshold: float | str | None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    severity: Severity = "critical"
+
+    @property
+    def blocking(self) -> bool:
+        return not self.passed and self.severity == "critical"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """All a gate may look at. Missing inputs are None; a gate that needs one fails saying so."""
+
+    candidate: ModelVersion
+    champion: ModelVersion | None = None
+    candidate_eval: Evaluation | None = None  # the candidate's latest evaluation
+    champion_eval: Evaluation | None = None  # the champion on the *same* dataset fingerprint
+    eval_data: pd.DataFrame | None = None  # the evaluation rows (data-quality gate)
+    training_data: pd.DataFrame | None = None  # the training rows, when the file is at hand
+    latency_probe: LatencyProbe | None = None
+    device: str = "cpu"
+
+
+class Gate(Protocol):
+    name: str
+
+    def check(self, ctx: GateContext) -> GateResult: ...
+
+
+@dataclass(frozen=True)
+class GateReport:
+    results: tuple[GateResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not any(r.blocking for r in self.results)
+
+    @property
+    def failures(self) -> list[GateResult]:
+        return [r for r in self.results if r.blocking]
+
+    @property
+    def warnings(self) -> list[GateResult]:
+        return [r for r in self.results if not r.passed and r.severity == "warning"] + [
+            r for r in self.results if r.passed and r.details.get("warnings")
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "results": [r.to_dict() for r in self.results]}
+
+
+def run_gates(gates: Sequence[Gate], ctx: GateContext) -> GateReport:
+    """Run every gate (a failing one doesn't stop the rest: CI wants all the reasons at once).
+
+    A gate that raises is a failed gate, with the error in its details, not a crash.
+    """
+    results = []
+    for gate in gates:
+        try:
+            results.append(gate.check(ctx))
+        except Exception as exc:
+            results.append(
+                GateResult(
+                    gate=gate.name,
+                    passed=False,
+                    observed=None,
+                    threshold=None,
+                    details={"error": f"{type(exc).__name__}: {exc}"},
+                )
+            )
+    return GateReport(tuple(results))
