@@ -8,6 +8,7 @@
 
 from registry.errors import (
     IdempotencyConflict,
+    InvalidEvaluationData,
     InvalidModel,
     InvalidModelRef,
     InvalidRegistration,
@@ -25,6 +26,7 @@ from registry.registration import MODEL_FORMATS, Registrar, RegistrationRequest
 __all__ = [
     "MODEL_FORMATS",
     "IdempotencyConflict",
+    "InvalidEvaluationData",
     "InvalidModel",
     "InvalidModelRef",
     "InvalidRegistration",

@@ -9,7 +9,8 @@
     ├── IdempotencyConflict      the key was used before with different content
     ├── RegistrationInProgress   another registration holds the same idempotency key
     ├── RegistrationFailed       a step failed; everything done before it was undone
-    └── RegistryUnavailable      the MLflow tracking/registry store cannot be reached
+    ├── RegistryUnavailable      the MLflow tracking/registry store cannot be reached
+    └── InvalidEvaluationData    labelled data a version cannot be evaluated on
 
 Third-party exceptions (MLflow's) are translated at the adapter edge,
 ``registry/mlflow_backend.py``; nothing above it sees an ``MlflowException``.
@@ -123,3 +124,12 @@ class RegistryUnavailable(RegistryError):
             f"cannot reach the MLflow store at {uri}: {why}; "
             "check MLCP_MLFLOW_TRACKING_URI and that the server is running"
         )
+
+
+class InvalidEvaluationData(RegistryError):
+    """Labelled data a model version cannot be evaluated on."""
+
+    def __init__(self, why: str, column: str | None = None) -> None:
+        self.why = why
+        self.column = column
+        super().__init__(f"cannot evaluate on this data: {why}")

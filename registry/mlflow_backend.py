@@ -228,6 +228,63 @@ class MlflowBackend:
             )
         return digest
 
+    def load_version(self, name: str, version: int) -> torch.nn.Module:
+        """``models:/NAME/VERSION`` loaded with plain MLflow (pickle needs its opt-in)."""
+        import tempfile
+
+        # models:/ resolves against the process-global registry URI, hence _globals().
+        with (
+            tempfile.TemporaryDirectory(prefix="mlcp-load-") as tmp,
+            self._globals(),
+            translate_errors(self.registry_uri),
+        ):
+            model = mlflow.pytorch.load_model(f"models:/{name}/{version}", dst_path=tmp)
+        if not isinstance(model, torch.nn.Module):
+            raise InvalidModel(f"{name}@{version}", f"MLflow loaded a {type(model).__name__}")
+        return model
+
+    def log_evaluation(
+        self,
+        name: str,
+        version: int,
+        source_uri: str,
+        metrics: Mapping[str, float],
+        dataset_fingerprint: str,
+        dataset_rows: int,
+        dataset_source: str | None,
+    ) -> str:
+        """A finished run ``evaluate-NAME-VERSION`` in the model's experiment holding
+        ``metrics``, each linked to the logged model and the dataset; returns the run id."""
+        model_id = logged_model_id(source_uri)
+        tags = {
+            "mlcp.evaluation": "true",
+            "mlcp.model_version": f"{name}@{version}",
+            "mlcp.dataset_fingerprint": dataset_fingerprint,
+            "mlcp.dataset_rows": str(dataset_rows),
+        }
+        if dataset_source:
+            tags["mlcp.dataset_source"] = dataset_source
+        with translate_errors(self.tracking_uri):
+            run_id = self.start_run(name, f"evaluate-{name}-{version}", tags)
+            try:
+                timestamp = _now_ms()
+                for key, value in metrics.items():
+                    self.client.log_metric(
+                        run_id,
+                        key,
+                        float(value),
+                        timestamp=timestamp,
+                        model_id=model_id,
+                        # MLflow keeps at most 36 characters of a metric's dataset digest.
+                        dataset_digest=dataset_fingerprint[:12],
+                        dataset_name=_dataset_name(dataset_source, dataset_fingerprint),
+                    )
+            except BaseException:
+                self.client.set_terminated(run_id, status="FAILED")
+                raise
+            self.client.set_terminated(run_id, status="FINISHED")
+        return run_id
+
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         with translate_errors(self.tracking_uri):
             self.client.set_terminated(run_id, status=status)
@@ -266,6 +323,18 @@ class MlflowBackend:
         if alias not in aliases:
             raise VersionNotFound(name, alias)
         return int(aliases[alias])
+
+    def aliases(self, name: str) -> dict[str, int]:
+        with translate_errors(self.registry_uri):
+            return {k: int(v) for k, v in self.client.get_registered_model(name).aliases.items()}
+
+    def set_alias(self, name: str, alias: str, version: int | None) -> None:
+        """Point ``alias`` at ``version``; None removes it."""
+        with translate_errors(self.registry_uri):
+            if version is not None:
+                self.client.set_registered_model_alias(name, alias, str(version))
+            elif alias in self.client.get_registered_model(name).aliases:
+                self.client.delete_registered_model_alias(name, alias)
 
     def model_exists(self, name: str) -> bool:
         with translate_errors(self.registry_uri):
@@ -341,6 +410,18 @@ def _probe_database(uri: str, timeout_s: float) -> None:
             ) from exc
         finally:
             engine.dispose()
+
+
+def logged_model_id(source_uri: str) -> str:
+    """``models:/m-<id>`` (a version's source) -> ``m-<id>``."""
+    model_id = source_uri.removeprefix("models:/")
+    if model_id == source_uri or not model_id.startswith("m-") or "/" in model_id:
+        raise RegistryError(f"{source_uri!r} is not a logged model URI (models:/m-...)")
+    return model_id
+
+
+def _dataset_name(source: str | None, fingerprint: str) -> str:
+    return Path(source).name if source else f"dataset-{fingerprint[:12]}"
 
 
 def _redact(uri: str) -> str:
