@@ -9,6 +9,7 @@ Nothing heavy happens at import: mlflow is imported when the registry first need
 
 from __future__ import annotations
 
+from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -17,7 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from controlplane.db.engine import check_connection, make_engine
 from controlplane.db.lineage_store import DbLineageStore
 from controlplane.db.migrate import ensure_schema
+from controlplane.evaluations import EvaluationService
+from controlplane.policy import PolicyStore
+from controlplane.promotion import PromotionService
 from controlplane.settings import Settings, load_settings
+from controlplane.tokens import TokenStore
 from registry import Registrar
 
 if TYPE_CHECKING:
@@ -39,6 +44,13 @@ class ControlPlane:
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
         self.lineage = DbLineageStore(self.sessions)
         self.registry = Registrar(self.lineage, self._mlflow_backend)
+        self.evaluations = EvaluationService(self.sessions, self.registry, settings.actor)
+        self.policies = PolicyStore(self.sessions)
+        self.tokens = TokenStore(self.sessions)
+
+    @cached_property
+    def promotions(self) -> PromotionService:
+        return PromotionService(self.sessions, self.registry, self.policies, self.evaluations)
 
     @classmethod
     def open(cls, **overrides: object) -> Self:

@@ -4,7 +4,12 @@
     ├── SettingsError          a bad MLCP_* variable or mlcp.toml key
     ├── DatabaseUnavailable    the control-plane database cannot be reached
     ├── SchemaOutOfDate        the database is behind the code's migrations
-    └── AuditChainBroken       `audit verify` found an edited, inserted or deleted row
+    ├── AuditChainBroken       `audit verify` found an edited, inserted or deleted row
+    ├── InvalidPolicy          a policy file with a bad key or value (names the key)
+    ├── NoPolicy               promotion asked for a model that has no policy yet
+    ├── InvalidTransition      the version is not in a state that allows the request
+    ├── PromotionRefused       the gates or the policy said no (exit 1)
+    └── ConcurrentChange       the model changed between the gates and the transition (exit 1)
 
 The CLI maps every root (this one, RegistryError, FeatureStoreError, ServingError)
 to an exit code and one line on stderr in one place: ``controlplane/cli/errors.py``.
@@ -54,3 +59,53 @@ class AuditChainBroken(ControlPlaneError):
     def __init__(self, seq: int | None, why: str) -> None:
         self.seq = seq
         super().__init__(f"audit chain broken at row {seq}: {why}")
+
+
+class InvalidPolicy(ControlPlaneError):
+    """A policy that does not validate; names the key to fix."""
+
+    def __init__(self, source: str, key: str, why: str) -> None:
+        self.source = source
+        self.key = key
+        where = f"{source}: {key}: " if key else f"{source}: "
+        super().__init__(f"{where}{why}")
+
+
+class NoPolicy(ControlPlaneError):
+    """The model has no promotion policy."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        super().__init__(
+            f"model {model_name!r} has no promotion policy; "
+            f"set one with `mlcp policy set {model_name} --file policy.yaml`"
+        )
+
+
+class InvalidTransition(ControlPlaneError):
+    """The version's state does not allow what was asked."""
+
+    def __init__(self, ref: str, state: str, wanted: str) -> None:
+        self.ref = ref
+        self.state = state
+        super().__init__(f"{ref} is {state}; it cannot be {wanted}")
+
+
+class PromotionRefused(ControlPlaneError):
+    """Refused by a gate or the policy: a decision, not an error (exit 1)."""
+
+    def __init__(self, ref: str, reasons: list[str]) -> None:
+        self.ref = ref
+        self.reasons = reasons
+        super().__init__(f"{ref} refused: " + "; ".join(reasons))
+
+
+class ConcurrentChange(ControlPlaneError):
+    """Another transition of the same model won the race (exit 1)."""
+
+    def __init__(self, name: str, expected: str, found: str) -> None:
+        self.name = name
+        super().__init__(
+            f"model {name!r} changed while this promotion ran (expected {expected}, found "
+            f"{found}); nothing was moved: re-run the promotion to judge against the new state"
+        )

@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 refused by policy, 2 bad usage or input, 3 internal error.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -77,13 +78,19 @@ def settings(env: Env, as_json: bool) -> None:
 
 
 def _register_commands() -> None:
-    from controlplane.cli import audit, db, demo, lineage, models
+    from controlplane.cli import api, audit, db, demo, evaluate, lineage, models, policy, promote
 
     cli.add_command(db.db)
     cli.add_command(models.models)
     cli.add_command(lineage.lineage)
     cli.add_command(audit.audit)
     cli.add_command(demo.demo)
+    cli.add_command(evaluate.evaluate)
+    cli.add_command(policy.policy)
+    cli.add_command(api.api)
+    cli.add_command(api.tokens)
+    for command in (promote.promote, promote.approve, promote.reject, promote.gates):
+        cli.add_command(command)
 
 
 _register_commands()
@@ -94,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     # Our progress lines are the CLI's stderr; MLflow's INFO chatter and progress bars are not.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     try:
         # Without standalone mode click returns the code of a click.exceptions.Exit.
         result = cli.main(args=argv, prog_name="mlcp", standalone_mode=False)

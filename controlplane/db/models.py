@@ -135,6 +135,7 @@ class GateRunRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     target: Mapped[str] = mapped_column(String(32))  # production | canary
     policy_sha256: Mapped[str] = mapped_column(String(64))
+    policy_revision: Mapped[int] = mapped_column(Integer)
     champion_version: Mapped[int | None] = mapped_column(Integer)
     passed: Mapped[bool] = mapped_column(Boolean)
     results: Mapped[list[dict[str, Any]]] = mapped_column(Json)

@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("target", sa.String(32), nullable=False),
         sa.Column("policy_sha256", sa.String(64), nullable=False),
+        sa.Column("policy_revision", sa.Integer(), nullable=False),
         sa.Column("champion_version", sa.Integer()),
         sa.Column("passed", sa.Boolean(), nullable=False),
         sa.Column("results", sa.JSON(), nullable=False),

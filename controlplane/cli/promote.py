@@ -1,0 +1,131 @@
+"""``mlcp promote`` / ``approve`` / ``reject`` / ``gates``: the promotion workflow for CI."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from controlplane.cli import Env, pass_env
+from controlplane.cli.errors import REFUSED
+from controlplane.cli.output import emit_json, progress, table
+
+if TYPE_CHECKING:
+    from controlplane.promotion import PromotionResult
+
+
+@click.command()
+@click.argument("ref")
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["production"]),
+    default="production",
+    show_default=True,
+    help="where the version is headed",
+)
+@click.option(
+    "--canary",
+    "canary_percent",
+    type=click.IntRange(1, 99),
+    metavar="PERCENT",
+    help="go there through a canary taking PERCENT of traffic",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the gate report as JSON")
+@pass_env
+def promote(env: Env, ref: str, target: str, canary_percent: int | None, as_json: bool) -> None:
+    """Run REF's gates and promote it. Exit 0 promoted (or awaiting approval), 1 refused."""
+    progress(f"running the gates of {ref}")
+    result = env.cp.promotions.promote(ref, env.settings.actor, canary_percent=canary_percent)
+    _finish(result, as_json)
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--reason", help="why (goes to the audit log)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_env
+def approve(env: Env, ref: str, reason: str | None, as_json: bool) -> None:
+    """Approve REF, whose gates passed under a policy that requires a person."""
+    _finish(env.cp.promotions.approve(ref, env.settings.actor, reason), as_json)
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--reason", required=True, help="why (goes to the audit log)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_env
+def reject(env: Env, ref: str, reason: str, as_json: bool) -> None:
+    """Reject REF, which was awaiting approval."""
+    version = env.cp.promotions.reject(ref, env.settings.actor, reason)
+    if as_json:
+        emit_json({"ref": version.ref, "state": version.state, "reason": reason})
+    else:
+        click.echo(f"{version.ref} rejected: {reason}")
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_env
+def gates(env: Env, ref: str, as_json: bool) -> None:
+    """Show every gate run recorded for REF, newest first."""
+    runs = env.cp.promotions.gate_runs(ref)
+    if as_json:
+        emit_json(runs)
+        return
+    if not runs:
+        click.echo(f"no gate runs for {ref}; run `mlcp promote {ref}`")
+    for run in runs:
+        click.echo(
+            f"#{run['id']} {run['created_at'][:19]}Z {run['outcome']} by {run['created_by']}"
+            f" (policy {run['policy_sha256'][:12]})"
+        )
+        _gate_table(run["results"])
+
+
+def gate_report(result: PromotionResult) -> None:
+    """The gate table and the outcome line, as people read them."""
+    _gate_table([r.to_dict() for r in result.report.results])
+    click.echo(f"{result.ref}: {result.outcome} ({result.reason})")
+
+
+def _finish(result: PromotionResult, as_json: bool) -> None:
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        gate_report(result)
+    if not result.accepted:
+        if not as_json:
+            click.echo(f"mlcp: {result.ref} {result.outcome}: {result.reason}", err=True)
+        raise click.exceptions.Exit(REFUSED)
+
+
+def _gate_table(results: list[dict[str, Any]]) -> None:
+    rows = [
+        {
+            "gate": r["gate"],
+            "result": "pass"
+            if r["passed"]
+            else ("FAIL" if r["severity"] == "critical" else "warn"),
+            "observed": _fmt(r["observed"]),
+            "threshold": r["threshold"],
+            "note": _note(r["details"]),
+        }
+        for r in results
+    ]
+    if rows:
+        table(rows, ["gate", "result", "observed", "threshold", "note"])
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _note(details: dict[str, Any]) -> str:
+    for key in ("error", "note", "reason", "message"):
+        if details.get(key):
+            return str(details[key])[:80]
+    if details.get("warnings"):
+        return f"{len(details['warnings'])} warning(s)"
+    return ""

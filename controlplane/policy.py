@@ -1,0 +1,306 @@
+"""Promotion policies: one YAML file per model, validated on load, stored by revision.
+
+    gates:
+      metrics:   [{metric: auc, min: 0.75}]
+      champion:  [{metric: auc, direction: higher, max_drop: 0.01}]
+      data_quality:
+        expectations:
+          - {type: expect_column_values_to_not_be_null, kwargs: {column: tenure}}
+      schema:    {inputs: [{dtype: float32, shape: [-1, 5]}]}
+      latency:   {batch_sizes: [1, 32], p99_ms: 50}
+      drift_reference: true
+    approval: {required: false}
+    canary:   {percent: 10}          # read by serving and the rollback controller
+    slo:      {p99_ms: 100, max_error_rate: 0.01}
+    drift:    {psi_max: 0.2, consecutive_windows: 3}
+
+A bad key is refused with its path: ``gates.metrics[0].min: Input should be a valid number``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane import audit
+from controlplane.db.models import PolicyRow
+from controlplane.errors import InvalidPolicy, NoPolicy
+
+if TYPE_CHECKING:
+    from registry.gates.base import Gate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricFloor(_Strict):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> MetricFloor:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        return self
+
+
+class ChampionRule(_Strict):
+    metric: str
+    direction: Literal["higher", "lower"] = "higher"
+    max_drop: float | None = Field(default=None, ge=0)
+    max_relative_drop: float | None = Field(default=None, ge=0)
+
+
+class Expectation(_Strict):
+    type: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Literal["critical", "warning"] = "critical"
+
+
+class DataQuality(_Strict):
+    # Not "on": YAML 1.1 reads a bare `on:` key as the boolean true.
+    datasets: tuple[Literal["evaluation", "training"], ...] = ("evaluation", "training")
+    expectations: list[Expectation] = Field(min_length=1)
+
+
+class TensorDecl(_Strict):
+    dtype: str
+    shape: tuple[int, ...]
+    name: str | None = None
+
+
+class SchemaRule(_Strict):
+    inputs: list[TensorDecl] = Field(min_length=1)
+
+
+class LatencyBudget(_Strict):
+    batch_sizes: list[int] = Field(default=[1], min_length=1)
+    p99_ms: float = Field(gt=0)
+    p50_ms: float | None = Field(default=None, gt=0)
+    iterations: int = Field(default=50, ge=5, le=10_000)
+
+
+class Gates(_Strict):
+    metrics: list[MetricFloor] = Field(default_factory=list)
+    champion: list[ChampionRule] = Field(default_factory=list)
+    data_quality: DataQuality | None = None
+    schema_: SchemaRule | None = Field(default=None, alias="schema")
+    latency: LatencyBudget | None = None
+    drift_reference: bool = False
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Approval(_Strict):
+    required: bool = False
+
+
+class Canary(_Strict):
+    percent: int = Field(default=10, ge=1, le=99)
+    min_requests: int = Field(default=500, ge=0)
+    analysis_windows: int = Field(default=3, ge=1)
+
+
+class Slo(_Strict):
+    p99_ms: float | None = Field(default=None, gt=0)
+    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    max_canary_p99_ratio: float | None = Field(default=None, gt=0)
+
+
+class Drift(_Strict):
+    psi_max: float | None = Field(default=None, gt=0)
+    ks_pvalue_min: float | None = Field(default=None, gt=0, lt=1)
+    js_max: float | None = Field(default=None, gt=0, le=1)
+    consecutive_windows: int = Field(default=3, ge=1)
+
+
+class Policy(_Strict):
+    """A model's promotion policy. ``Policy.from_yaml(text)`` validates; ``gates()`` builds them."""
+
+    gates: Gates = Field(default_factory=Gates)
+    approval: Approval = Field(default_factory=Approval)
+    canary: Canary = Field(default_factory=Canary)
+    slo: Slo = Field(default_factory=Slo)
+    drift: Drift = Field(default_factory=Drift)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "policy") -> Policy:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidPolicy(
+                source, "", f"not valid YAML: {' '.join(str(exc).split())}"
+            ) from exc
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise InvalidPolicy(
+                source, "", "the top level must be a mapping (gates:, approval: ...)"
+            )
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "policy") -> Policy:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InvalidPolicy(source, _path(err["loc"]), str(err["msg"])) from None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def sha256(self) -> str:
+        canonical = json.dumps(self.body(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def build_gates(self) -> list[Gate]:
+        """The gates this policy names, in a fixed order."""
+        from registry.gates import (
+            ChampionComparisonGate,
+            DataQualityGate,
+            DriftReferenceGate,
+            ExpectationSpec,
+            LatencyBudgetGate,
+            MetricThresholdGate,
+            SchemaCompatibilityGate,
+            TensorSpecDecl,
+        )
+
+        g = self.gates
+        gates: list[Gate] = [MetricThresholdGate(m.metric, min=m.min, max=m.max) for m in g.metrics]
+        gates += [
+            ChampionComparisonGate(
+                c.metric,
+                direction=c.direction,
+                max_drop=c.max_drop,
+                max_relative_drop=c.max_relative_drop,
+            )
+            for c in g.champion
+        ]
+        if g.data_quality is not None:
+            specs = [
+                ExpectationSpec(e.type, e.kwargs, e.severity) for e in g.data_quality.expectations
+            ]
+            gates.append(DataQualityGate(specs, on=tuple(g.data_quality.datasets)))
+        if g.schema_ is not None:
+            decls = [TensorSpecDecl(t.dtype, tuple(t.shape), t.name) for t in g.schema_.inputs]
+            gates.append(SchemaCompatibilityGate(decls))
+        if g.latency is not None:
+            lat = g.latency
+            gates.append(LatencyBudgetGate(lat.batch_sizes, lat.p99_ms, lat.p50_ms, lat.iterations))
+        if g.drift_reference:
+            gates.append(DriftReferenceGate())
+        return gates
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    model_name: str
+    revision: int
+    sha256: str
+    policy: Policy
+    created_by: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "revision": self.revision,
+            "sha256": self.sha256,
+            "created_by": self.created_by,
+            "created_at": self.created_at.isoformat(),
+            "policy": self.policy.body(),
+        }
+
+
+class PolicyStore:
+    """Policies by model and revision; setting an unchanged policy adds no revision."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = audit.utcnow
+    ):
+        self.sessions = sessions
+        self.clock = clock
+
+    def set(self, model_name: str, policy: Policy, actor: str) -> StoredPolicy:
+        from registry import validate_model_name
+
+        validate_model_name(model_name)
+        with self.sessions.begin() as session:
+            current = self._latest(session, model_name)
+            if current is not None and current.sha256 == policy.sha256():
+                return _stored(current)
+            revision = (current.revision if current else 0) + 1
+            row = PolicyRow(
+                model_name=model_name,
+                revision=revision,
+                body=policy.body(),
+                sha256=policy.sha256(),
+                created_by=actor,
+                created_at=self.clock(),
+            )
+            session.add(row)
+            audit.append(
+                session,
+                actor=actor,
+                action="policy.set",
+                subject=model_name,
+                before={"revision": current.revision, "sha256": current.sha256}
+                if current
+                else None,
+                after={"revision": revision, "sha256": row.sha256},
+                reason="policy set",
+                evidence={"policy": row.body},
+                clock=self.clock,
+            )
+            session.flush()
+            return _stored(row)
+
+    def current(self, model_name: str) -> StoredPolicy:
+        with self.sessions() as session:
+            row = self._latest(session, model_name)
+        if row is None:
+            raise NoPolicy(model_name)
+        return _stored(row)
+
+    @staticmethod
+    def _latest(session: Session, model_name: str) -> PolicyRow | None:
+        top = (
+            select(func.max(PolicyRow.revision))
+            .where(PolicyRow.model_name == model_name)
+            .scalar_subquery()
+        )
+        return session.execute(
+            select(PolicyRow).where(PolicyRow.model_name == model_name, PolicyRow.revision == top)
+        ).scalar_one_or_none()
+
+
+def _stored(row: PolicyRow) -> StoredPolicy:
+    return StoredPolicy(
+        model_name=row.model_name,
+        revision=row.revision,
+        sha256=row.sha256,
+        policy=Policy.from_dict(row.body),
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,503 @@
+"""Promotion: run the policy's gates, record them, then move state and aliases in one
+compare-and-set.
+
+    result = promotions.promote("churn@2", actor="ci")               # to production
+    result = promotions.promote("churn@2", actor="ci", canary_percent=10)
+    result.outcome  # promoted | canary | pending_approval | refused | conflict
+
+The gates run against a snapshot of the model's row (its ``revision``); the transition
+locks that row and goes ahead only if the revision is unchanged. Two pipelines promoting
+at once can't both win: the loser is told the model changed and nothing of it is moved.
+MLflow's ``champion`` / ``challenger`` aliases move inside the same transaction, before
+its commit, and are put back if the commit fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane import audit
+from controlplane.db.models import GateRunRow, ModelRow, ModelVersionRow
+from controlplane.errors import ConcurrentChange, InvalidTransition
+from controlplane.policy import PolicyStore, StoredPolicy
+from registry import ModelRef, ModelVersion, Registrar
+from registry.gates.base import GateContext, GateReport, GateResult, run_gates
+
+if TYPE_CHECKING:
+    from controlplane.evaluations import EvaluationService
+
+Outcome = Literal["promoted", "canary", "pending_approval", "refused", "conflict"]
+PROMOTABLE = {"registered", "validated", "rejected", "retired", "canary"}
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    revision: int
+    champion: int | None
+    challenger: int | None
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    ref: str
+    outcome: Outcome
+    target: str  # production | canary
+    canary_percent: int | None
+    report: GateReport
+    policy_revision: int
+    policy_sha256: str
+    champion_before: int | None
+    gate_run_id: int
+    reason: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome in ("promoted", "canary", "pending_approval")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "outcome": self.outcome,
+            "target": self.target,
+            "canary_percent": self.canary_percent,
+            "passed": self.report.passed,
+            "gates": [r.to_dict() for r in self.report.results],
+            "failures": [r.gate for r in self.report.failures],
+            "warnings": [r.gate for r in self.report.warnings],
+            "policy": {"revision": self.policy_revision, "sha256": self.policy_sha256},
+            "champion_before": self.champion_before,
+            "gate_run_id": self.gate_run_id,
+            "reason": self.reason,
+        }
+
+
+class PromotionService:
+    """Promote, approve and reject model versions under their policies."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        registrar: Registrar,
+        policies: PolicyStore,
+        evaluations: EvaluationService | None,
+        clock: Callable[[], datetime] = audit.utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.registrar = registrar
+        self.policies = policies
+        self.evaluations = evaluations
+        self.clock = clock
+
+    # -- reads --------------------------------------------------------------------------------
+    def snapshot(self, name: str) -> Snapshot:
+        with self.sessions() as session:
+            row = session.get(ModelRow, name)
+        if row is None:
+            return Snapshot(0, None, None)
+        return Snapshot(row.revision, row.champion_version, row.challenger_version)
+
+    def gate_runs(self, ref: str) -> list[dict[str, Any]]:
+        version = self.registrar.get(ref)
+        with self.sessions() as session:
+            rows = session.execute(
+                select(GateRunRow)
+                .where(GateRunRow.model_name == version.name, GateRunRow.version == version.version)
+                .order_by(GateRunRow.id.desc())
+            ).scalars()
+            return [_gate_run_dict(r) for r in rows]
+
+    # -- promote ------------------------------------------------------------------------------
+    def promote(
+        self, ref: str | ModelRef, actor: str, canary_percent: int | None = None
+    ) -> PromotionResult:
+        version = self.registrar.get(ref)
+        if version.state not in PROMOTABLE:
+            raise InvalidTransition(version.ref, version.state, "promoted")
+        if canary_percent is not None and not 1 <= canary_percent <= 99:
+            raise InvalidTransition(version.ref, version.state, f"a {canary_percent}% canary")
+        stored = self.policies.current(version.name)
+        snap = self.snapshot(version.name)
+        if snap.champion == version.version:
+            raise InvalidTransition(version.ref, "already the champion", "promoted again")
+        target = "canary" if canary_percent is not None else "production"
+
+        report = run_gates(stored.policy.build_gates(), self._context(version, snap, stored))
+        needs_person = report.passed and stored.policy.approval.required
+        outcome: Outcome = (
+            "refused"
+            if not report.passed
+            else "pending_approval"
+            if needs_person
+            else ("canary" if target == "canary" else "promoted")
+        )
+        run_id = self._record_gates(
+            version, target, canary_percent, stored, snap, report, outcome, actor
+        )
+        result = PromotionResult(
+            ref=version.ref,
+            outcome=outcome,
+            target=target,
+            canary_percent=canary_percent,
+            report=report,
+            policy_revision=stored.revision,
+            policy_sha256=stored.sha256,
+            champion_before=snap.champion,
+            gate_run_id=run_id,
+            reason="gates passed",
+        )
+        if outcome == "refused":
+            reason = "; ".join(_describe(r) for r in report.failures)
+            self._set_state(version, "rejected", actor, f"gates failed: {reason}", run_id)
+            return replace(result, reason=reason)
+        if outcome == "pending_approval":
+            self._set_state(version, "validated", actor, "gates passed; awaiting approval", run_id)
+            return replace(result, reason="the policy requires a person: `mlcp approve`")
+        try:
+            self._transition(version, snap, target, canary_percent, actor, run_id, "gates passed")
+        except ConcurrentChange as exc:
+            self._set_outcome(run_id, "conflict")
+            return replace(result, outcome="conflict", reason=str(exc))
+        return result
+
+    def approve(
+        self, ref: str | ModelRef, actor: str, reason: str | None = None
+    ) -> PromotionResult:
+        version = self.registrar.get(ref)
+        run = self._pending_run(version)
+        if run.created_by == actor:
+            raise InvalidTransition(
+                version.ref, "awaiting approval", f"approved by {actor}, who asked for it"
+            )
+        snap = self.snapshot(version.name)
+        if snap.champion != run.champion_version:
+            raise ConcurrentChange(
+                version.name, f"champion {run.champion_version}", f"champion {snap.champion}"
+            )
+        target, percent = _parse_target(run.target)
+        why = reason or f"approved by {actor}"
+        self._transition(version, snap, target, percent, actor, run.id, why)
+        return PromotionResult(
+            ref=version.ref,
+            outcome="canary" if target == "canary" else "promoted",
+            target=target,
+            canary_percent=percent,
+            report=GateReport(tuple(_result(d) for d in run.results)),
+            policy_revision=run.policy_revision,
+            policy_sha256=run.policy_sha256,
+            champion_before=snap.champion,
+            gate_run_id=run.id,
+            reason=why,
+        )
+
+    def reject(self, ref: str | ModelRef, actor: str, reason: str) -> ModelVersion:
+        version = self.registrar.get(ref)
+        run = self._pending_run(version)
+        self._set_state(version, "rejected", actor, reason, run.id)
+        return self.registrar.get(version.ref)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _context(self, version: ModelVersion, snap: Snapshot, stored: StoredPolicy) -> GateContext:
+        gates = stored.policy.gates
+        champion = None
+        if snap.champion is not None and snap.champion != version.version:
+            champion = self.registrar.get(f"{version.name}@{snap.champion}")
+        cand_eval = champ_eval = None
+        if self.evaluations is not None:
+            cand_eval = self.evaluations.latest(version.name, version.version)
+            if champion is not None and cand_eval is not None:
+                champ_eval = self.evaluations.latest(
+                    champion.name, champion.version, cand_eval.dataset_fingerprint
+                )
+        eval_data = training_data = None
+        if gates.data_quality is not None:
+            eval_data = _read_if_present(cand_eval.dataset_source if cand_eval else None)
+            td = version.training_data
+            training_data = _read_if_present(td.source if td else None)
+        probe, device = None, "cpu"
+        if gates.latency is not None:
+            probe, device = self._latency_probe(version)
+        return GateContext(
+            candidate=version,
+            champion=champion,
+            candidate_eval=cand_eval,
+            champion_eval=champ_eval,
+            eval_data=eval_data,
+            training_data=training_data,
+            latency_probe=probe,
+            device=device,
+        )
+
+    def _latency_probe(self, version: ModelVersion) -> tuple[Any, str]:
+        import torch
+
+        from registry.gates import make_forward_probe
+
+        spec = json.loads(version.signature["inputs"])[0]["tensor-spec"]
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = self.registrar.backend.load_version(version.name, version.version)
+        shape = tuple(int(d) for d in spec["shape"][1:])
+        return make_forward_probe(model, shape, spec["dtype"], device), device
+
+    def _record_gates(
+        self,
+        version: ModelVersion,
+        target: str,
+        percent: int | None,
+        stored: StoredPolicy,
+        snap: Snapshot,
+        report: GateReport,
+        outcome: str,
+        actor: str,
+    ) -> int:
+        with self.sessions.begin() as session:
+            row = GateRunRow(
+                model_name=version.name,
+                version=version.version,
+                target=target if percent is None else f"canary:{percent}",
+                policy_sha256=stored.sha256,
+                policy_revision=stored.revision,
+                champion_version=snap.champion,
+                passed=report.passed,
+                results=[r.to_dict() for r in report.results],
+                outcome=outcome,
+                created_by=actor,
+                created_at=self.clock(),
+            )
+            session.add(row)
+            session.flush()
+            audit.append(
+                session,
+                actor=actor,
+                action="model.gates",
+                subject=version.ref,
+                after={"passed": report.passed, "outcome": outcome},
+                reason="; ".join(_describe(r) for r in report.failures) or "all gates passed",
+                evidence={
+                    "gate_run_id": row.id,
+                    "policy_revision": stored.revision,
+                    "policy_sha256": stored.sha256,
+                    "champion_version": snap.champion,
+                    "results": [_summary(r) for r in report.results],
+                },
+                clock=self.clock,
+            )
+            return row.id
+
+    def _set_outcome(self, gate_run_id: int, outcome: str) -> None:
+        with self.sessions.begin() as session:
+            row = session.get(GateRunRow, gate_run_id)
+            if row is not None:
+                row.outcome = outcome
+
+    def _set_state(
+        self, version: ModelVersion, state: str, actor: str, reason: str, gate_run_id: int
+    ) -> None:
+        with self.sessions.begin() as session:
+            row = _version_row(session, version)
+            if row.state == state:
+                return
+            before = row.state
+            if before == "canary":  # still serving as challenger: the state stays truthful
+                return
+            row.state = state
+            audit.append(
+                session,
+                actor=actor,
+                action=f"model.{'reject' if state == 'rejected' else 'validate'}",
+                subject=version.ref,
+                before={"state": before},
+                after={"state": state},
+                reason=reason,
+                evidence={"gate_run_id": gate_run_id},
+                clock=self.clock,
+            )
+
+    def _transition(
+        self,
+        version: ModelVersion,
+        snap: Snapshot,
+        target: str,
+        percent: int | None,
+        actor: str,
+        gate_run_id: int,
+        reason: str,
+    ) -> None:
+        backend = self.registrar.backend
+        aliases_before = backend.aliases(version.name)
+        moved = False
+        try:
+            with self.sessions.begin() as session:
+                model = _locked_model_row(session, version.name, self.clock())
+                if model.revision != snap.revision:
+                    raise ConcurrentChange(
+                        version.name,
+                        f"revision {snap.revision} (champion {snap.champion})",
+                        f"revision {model.revision} (champion {model.champion_version})",
+                    )
+                before = {
+                    "champion": model.champion_version,
+                    "challenger": model.challenger_version,
+                    "canary_percent": model.canary_percent,
+                }
+                row = _version_row(session, version)
+                previous_state = row.state
+                if target == "production":
+                    self._retire(session, version.name, model.champion_version, actor)
+                    model.champion_version = version.version
+                    if model.challenger_version == version.version:
+                        model.challenger_version = model.canary_percent = None
+                    row.state = "production"
+                else:
+                    if model.challenger_version not in (None, version.version):
+                        self._demote_challenger(session, version.name, model.challenger_version)
+                    model.challenger_version, model.canary_percent = version.version, percent
+                    row.state = "canary"
+                model.revision += 1
+                model.updated_at = self.clock()
+                after = {
+                    "champion": model.champion_version,
+                    "challenger": model.challenger_version,
+                    "canary_percent": model.canary_percent,
+                }
+                audit.append(
+                    session,
+                    actor=actor,
+                    action="model.promote" if target == "production" else "model.canary",
+                    subject=version.ref,
+                    before={"state": previous_state, **before},
+                    after={"state": row.state, **after},
+                    reason=reason,
+                    evidence={"gate_run_id": gate_run_id, "revision": model.revision},
+                    clock=self.clock,
+                )
+                moved = True
+                backend.set_alias(version.name, CHAMPION, after["champion"])
+                backend.set_alias(version.name, CHALLENGER, after["challenger"])
+        except BaseException:
+            if moved:  # the aliases may have moved before the commit failed: put them back
+                for alias in (CHAMPION, CHALLENGER):
+                    backend.set_alias(version.name, alias, aliases_before.get(alias))
+            raise
+
+    def _retire(self, session: Session, name: str, version: int | None, actor: str) -> None:
+        if version is None:
+            return
+        row = session.execute(
+            select(ModelVersionRow)
+            .where(ModelVersionRow.model_name == name, ModelVersionRow.version == version)
+            .with_for_update()
+        ).scalar_one()
+        row.state = "retired"
+        audit.append(
+            session,
+            actor=actor,
+            action="model.retire",
+            subject=f"{name}@{version}",
+            before={"state": "production"},
+            after={"state": "retired"},
+            reason="replaced as champion",
+            clock=self.clock,
+        )
+
+    def _demote_challenger(self, session: Session, name: str, version: int) -> None:
+        row = session.execute(
+            select(ModelVersionRow).where(
+                ModelVersionRow.model_name == name, ModelVersionRow.version == version
+            )
+        ).scalar_one()
+        row.state = "validated"
+
+    def _pending_run(self, version: ModelVersion) -> GateRunRow:
+        if version.state != "validated":
+            raise InvalidTransition(version.ref, version.state, "approved or rejected")
+        with self.sessions() as session:
+            run = session.execute(
+                select(GateRunRow)
+                .where(GateRunRow.model_name == version.name, GateRunRow.version == version.version)
+                .order_by(GateRunRow.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        if run is None or run.outcome != "pending_approval":
+            raise InvalidTransition(version.ref, "not awaiting approval", "approved or rejected")
+        return run
+
+
+def _locked_model_row(session: Session, name: str, now: datetime) -> ModelRow:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(ModelRow)
+        .values(name=name, revision=0, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    return session.execute(
+        select(ModelRow).where(ModelRow.name == name).with_for_update()
+    ).scalar_one()
+
+
+def _version_row(session: Session, version: ModelVersion) -> ModelVersionRow:
+    return session.execute(
+        select(ModelVersionRow)
+        .where(
+            ModelVersionRow.model_name == version.name, ModelVersionRow.version == version.version
+        )
+        .with_for_update()
+    ).scalar_one()
+
+
+def _read_if_present(source: str | None) -> Any:
+    if not source or not Path(source).is_file():
+        return None
+    from features import read_dataset
+
+    return read_dataset(Path(source))
+
+
+def _parse_target(text: str) -> tuple[str, int | None]:
+    if text.startswith("canary:"):
+        return "canary", int(text.split(":", 1)[1])
+    return text, None
+
+
+def _describe(result: GateResult) -> str:
+    observed = f"{result.observed:.4g}" if isinstance(result.observed, float) else result.observed
+    return f"{result.gate}: observed {observed}, needs {result.threshold}"
+
+
+def _summary(result: GateResult) -> dict[str, Any]:
+    return {
+        "gate": result.gate,
+        "passed": result.passed,
+        "observed": result.observed,
+        "threshold": result.threshold,
+    }
+
+
+def _result(data: dict[str, Any]) -> GateResult:
+    return GateResult(**data)
+
+
+def _gate_run_dict(row: GateRunRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "ref": f"{row.model_name}@{row.version}",
+        "target": row.target,
+        "policy_sha256": row.policy_sha256,
+        "policy_revision": row.policy_revision,
+        "champion_version": row.champion_version,
+        "passed": row.passed,
+        "outcome": row.outcome,
+        "results": row.results,
+        "created_by": row.created_by,
+        "created_at": row.created_at.isoformat(),
+    }

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controlplane import audit
+from controlplane.context import ControlPlane
+from controlplane.errors import InvalidPolicy, NoPolicy
+from controlplane.policy import Policy
+
+FULL = """
+gates:
+  metrics: [{metric: auc, min: 0.7}, {metric: log_loss, max: 0.6}]
+  champion: [{metric: auc, direction: higher, max_drop: 0.01}]
+  data_quality:
+    datasets: [evaluation]
+    expectations:
+      - {type: expect_column_values_to_not_be_null, kwargs: {column: a}}
+      - type: expect_column_values_to_be_between
+        kwargs: {column: b, min_value: 0}
+        severity: warning
+  schema: {inputs: [{dtype: float32, shape: [-1, 4]}]}
+  latency: {batch_sizes: [1, 8], p99_ms: 50}
+  drift_reference: true
+approval: {required: true}
+canary: {percent: 5}
+slo: {p99_ms: 100, max_error_rate: 0.01}
+drift: {psi_max: 0.2}
+"""
+
+
+def test_full_policy_builds_every_gate() -> None:
+    policy = Policy.from_yaml(FULL)
+    names = [g.name for g in policy.build_gates()]
+    assert names == [
+        "metric:auc",
+        "metric:log_loss",
+        "champion:auc",
+        "data_quality",
+        "schema",
+        "latency",
+        "drift_reference",
+    ]
+    assert policy.approval.required
+    assert policy.canary.percent == 5
+
+
+def test_empty_policy_is_valid_and_has_no_gates() -> None:
+    assert Policy.from_yaml("").build_gates() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("gates:\n  metrics: [{metric: auc, mni: 0.7}]\n", "gates.metrics[0].mni"),
+        ("gates:\n  metrics: [{metric: auc, min: high}]\n", "gates.metrics[0].min"),
+        ("gates:\n  metrics: [{metric: auc}]\n", "gates.metrics[0]"),
+        ("gates:\n  latency: {p99_ms: -1}\n", "gates.latency.p99_ms"),
+        ("canary: {percent: 100}\n", "canary.percent"),
+        ("approvals: {required: true}\n", "approvals"),
+        ("gates:\n  data_quality: {expectations: [{type: not_an_expectation}]}\n", "type"),
+    ],
+)
+def test_bad_key_or_value_is_named(text: str, where: str) -> None:
+    with pytest.raises(InvalidPolicy) as err:
+        Policy.from_yaml(text, source="p.yaml")
+    assert str(err.value).startswith("p.yaml: ")
+    assert where in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["gates: [unclosed", "- just\n- a list\n"])
+def test_not_a_mapping_or_not_yaml(text: str) -> None:
+    with pytest.raises(InvalidPolicy, match=r"p\.yaml"):
+        Policy.from_yaml(text, source="p.yaml")
+
+
+def test_store_revisions_and_audit(cp: ControlPlane, model_name: str) -> None:
+    with pytest.raises(NoPolicy, match="mlcp policy set"):
+        cp.policies.current(model_name)
+    required = Policy.from_yaml("approval: {required: true}")
+    first = cp.policies.set(model_name, required, "alice")
+    same = cp.policies.set(model_name, Policy.from_yaml("approval:\n  required: true\n"), "bob")
+    assert (first.revision, same.revision) == (1, 1)
+    second = cp.policies.set(model_name, Policy.from_yaml(FULL), "alice")
+    assert second.revision == 2
+    assert cp.policies.current(model_name).sha256 == second.sha256
+    with cp.sessions() as session:
+        rows = audit.entries(session, subject=model_name, action="policy.set")
+    assert [r.after["revision"] for r in rows if r.after] == [2, 1]
+
+
+def test_cli_policy_set_and_show(cp: ControlPlane, tmp_path: Path, capsys, monkeypatch) -> None:
+    from controlplane.cli import main
+
+    monkeypatch.setenv("MLCP_HOME", str(cp.settings.home))
+    monkeypatch.setenv("MLCP_MLFLOW_TRACKING_URI", cp.settings.mlflow_tracking_uri)
+    (tmp_path / "p.yaml").write_text(FULL)
+    (tmp_path / "bad.yaml").write_text("gates:\n  metrics: [{metric: auc, min: x}]\n")
+    assert main(["policy", "set", "churn", "--file", str(tmp_path / "p.yaml")]) == 0
+    assert "policy revision 1" in capsys.readouterr().out
+    assert main(["policy", "show", "churn"]) == 0
+    assert "drift_reference: true" in capsys.readouterr().out
+    assert main(["policy", "set", "churn", "--file", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    where = f"{tmp_path / 'bad.yaml'}: gates.metrics[0].min"
+    assert err == [f"mlcp: error: {where}: Input should be a valid number, unable to parse string "
+                   "as a number"]  # fmt: skip
+    assert main(["policy", "show", "nosuch"]) == 2

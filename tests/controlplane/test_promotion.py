@@ -1,0 +1,240 @@
+"""Promotion end to end on the embedded stores: real MLflow, real Great Expectations."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from controlplane import audit
+from controlplane.context import ControlPlane
+from controlplane.errors import InvalidTransition, NoPolicy
+from controlplane.policy import Policy
+from features import fingerprint_frame, reference_statistics
+from registry import RegistrationRequest, TrainingData
+
+W = np.array([1.0, -2.0, 0.5, 1.5], dtype=np.float32)
+FEATURES = ["a", "b", "c", "d"]
+
+
+def linear(weights: np.ndarray) -> torch.nn.Module:
+    net = torch.nn.Linear(4, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.from_numpy(weights).unsqueeze(0))
+        net.bias.zero_()
+    return net.eval()
+
+
+def frame(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.random((rows, 4), dtype=np.float32) - 0.5
+    noisy = x @ W + rng.normal(0, 0.3, rows)
+    return pd.DataFrame(x, columns=FEATURES).assign(label=(noisy > 0).astype(np.int64))
+
+
+class World:
+    """A model with a training set, an evaluation set, and helpers to register and judge."""
+
+    def __init__(self, cp: ControlPlane, name: str, root: Path) -> None:
+        self.cp, self.name, self.root = cp, name, root
+        self.train_path, self.eval_path = root / "train.parquet", root / "eval.parquet"
+        self.train = frame(400, 1)
+        self.train.to_parquet(self.train_path, index=False)
+        frame(300, 2).to_parquet(self.eval_path, index=False)
+
+    def register(self, weights: np.ndarray) -> int:
+        fp = fingerprint_frame(self.train)
+        version = self.cp.registry.register(
+            RegistrationRequest(
+                name=self.name,
+                model=linear(weights),
+                input_example=self.train[FEATURES].to_numpy(np.float32)[:4],
+                training_data=TrainingData(fp.sha256, fp.rows, str(self.train_path), fp.columns),
+                reference_stats=reference_statistics(self.train, exclude=("label",)),
+                registered_by="alice",
+            )
+        )
+        return version.version
+
+    def evaluate(self, version: int) -> None:
+        self.cp.evaluations.evaluate(
+            f"{self.name}@{version}", self.eval_path, "label", "classification"
+        )
+
+    def policy(self, text: str) -> None:
+        self.cp.policies.set(self.name, Policy.from_yaml(text), "admin")
+
+    def state(self, version: int) -> str:
+        return self.cp.registry.get(f"{self.name}@{version}").state
+
+    def aliases(self) -> dict[str, int]:
+        """Read through MLflow itself, as a user of MLflow would."""
+        s = self.cp.settings
+        client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_registry_uri)
+        return {k: int(v) for k, v in client.get_registered_model(self.name).aliases.items()}
+
+
+FLOORS = """
+gates:
+  metrics: [{metric: roc_auc, min: 0.7}]
+  champion: [{metric: roc_auc, direction: higher, max_drop: 0.01}]
+  drift_reference: true
+"""
+
+
+@pytest.fixture
+def world(cp: ControlPlane, model_name: str, tmp_path: Path) -> World:
+    return World(cp, model_name, tmp_path)
+
+
+def test_promotion_needs_a_policy(world: World) -> None:
+    v1 = world.register(W)
+    with pytest.raises(NoPolicy):
+        world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
+
+
+def test_first_model_passes_on_floors_alone(world: World) -> None:
+    world.policy(FLOORS)
+    v1 = world.register(W)
+    world.evaluate(v1)
+    result = world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
+    assert result.outcome == "promoted", result.to_dict()
+    champion_gate = next(r for r in result.report.results if r.gate == "champion:roc_auc")
+    assert champion_gate.passed
+    assert champion_gate.details["first_model"] is True
+    assert world.state(v1) == "production"
+    assert world.aliases() == {"champion": v1}
+    with world.cp.sessions() as s:
+        actions = [e.action for e in audit.entries(s, subject=f"{world.name}@{v1}")]
+        assert actions[:2] == ["model.promote", "model.gates"]
+        assert audit.verify(s).ok
+
+
+def test_ci_script_branches_on_exit_code_when_candidate_is_worse(world: World) -> None:
+    world.policy(FLOORS)
+    v1 = world.register(W)
+    world.evaluate(v1)
+    assert world.cp.promotions.promote(f"{world.name}@{v1}", "ci").outcome == "promoted"
+    worse = world.register(W + np.array([0.0, 1.6, 0.0, -1.0], dtype=np.float32))
+    world.evaluate(worse)  # evaluates the champion on the same rows too
+
+    s = world.cp.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLCP_")}
+    env |= {"MLCP_HOME": str(s.home), "MLCP_MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
+            "MLCP_ARTIFACT_ROOT": s.artifact_root, "MLCP_ACTOR": "ci"}  # fmt: skip
+    mlcp = str(Path(sys.executable).parent / "mlcp")
+    done = subprocess.run(
+        [mlcp, "promote", f"{world.name}@{worse}", "--to", "production", "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["outcome"] == "refused"
+    assert report["failures"] == ["champion:roc_auc"]
+    failed = next(g for g in report["gates"] if g["gate"] == "champion:roc_auc")
+    assert failed["observed"] > 0.01  # the drop, against a 0.01 threshold
+    assert world.state(worse) == "rejected"
+    assert world.aliases() == {"champion": v1}
+
+
+DATA_CHECK = """
+gates:
+  data_quality:
+    datasets: [training]
+    expectations:
+      - type: expect_column_values_to_be_between
+        kwargs: {column: a, min_value: 0.0, max_value: 0.5}
+        severity: SEVERITY
+"""
+
+
+def test_critical_data_failure_refuses(world: World) -> None:
+    world.policy(DATA_CHECK.replace("SEVERITY", "critical"))
+    v1 = world.register(W)
+    result = world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
+    assert result.outcome == "refused"
+    assert [r.gate for r in result.report.failures] == ["data_quality"]
+    assert world.state(v1) == "rejected"
+
+
+def test_warning_only_data_failure_promotes_and_is_reported(world: World) -> None:
+    world.policy(DATA_CHECK.replace("SEVERITY", "warning"))
+    v1 = world.register(W)
+    result = world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
+    assert result.outcome == "promoted"
+    assert result.to_dict()["warnings"] == ["data_quality"]
+
+
+def test_approval_by_a_second_person(world: World) -> None:
+    world.policy("approval: {required: true}\ngates: {drift_reference: true}\n")
+    v1 = world.register(W)
+    pending = world.cp.promotions.promote(f"{world.name}@{v1}", "alice")
+    assert pending.outcome == "pending_approval"
+    assert world.state(v1) == "validated"
+    assert "champion" not in world.aliases()
+    with pytest.raises(InvalidTransition, match="who asked for it"):
+        world.cp.promotions.approve(f"{world.name}@{v1}", "alice")
+    done = world.cp.promotions.approve(f"{world.name}@{v1}", "bob", "looks good")
+    assert done.outcome == "promoted"
+    assert world.aliases() == {"champion": v1}
+
+    v2 = world.register(W * 2)
+    world.cp.promotions.promote(f"{world.name}@{v2}", "alice")
+    assert (
+        world.cp.promotions.reject(f"{world.name}@{v2}", "bob", "not this week").state == "rejected"
+    )
+    with pytest.raises(InvalidTransition):
+        world.cp.promotions.approve(f"{world.name}@{v2}", "bob")
+
+
+def test_canary_sets_challenger_and_weight(world: World) -> None:
+    world.policy("gates: {drift_reference: true}\n")
+    v1, v2 = world.register(W), world.register(W * 2)
+    world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
+    result = world.cp.promotions.promote(f"{world.name}@{v2}", "ci", canary_percent=10)
+    assert result.outcome == "canary"
+    assert world.state(v2) == "canary"
+    assert world.aliases() == {"champion": v1, "challenger": v2}
+    snap = world.cp.promotions.snapshot(world.name)
+    assert (snap.champion, snap.challenger) == (v1, v2)
+
+    # the canary goes on to production: the old champion retires, the challenger alias goes
+    assert world.cp.promotions.promote(f"{world.name}@{v2}", "ci").outcome == "promoted"
+    assert world.aliases() == {"champion": v2}
+    assert world.state(v1) == "retired"
+
+
+def test_champion_changing_while_gates_run_is_a_conflict(world: World, monkeypatch) -> None:
+    world.policy("gates: {drift_reference: true}\n")
+    v1, v2 = world.register(W), world.register(W * 2)
+    service = world.cp.promotions
+    real_context = service._context
+
+    def racing(*args: Any) -> Any:
+        monkeypatch.setattr(service, "_context", real_context)
+        assert service.promote(f"{world.name}@{v2}", "other-ci").outcome == "promoted"
+        return real_context(*args)
+
+    monkeypatch.setattr(service, "_context", racing)
+    result = service.promote(f"{world.name}@{v1}", "ci")
+    assert result.outcome == "conflict"
+    assert "changed while this promotion ran" in result.reason
+    assert world.aliases() == {"champion": v2}
+    assert world.state(v1) == "registered"
+
+
+def test_already_champion_is_bad_input(world: World) -> None:
+    world.policy("gates: {drift_reference: true}\n")
+    v1 = world.register(W)
+    world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
+    with pytest.raises(InvalidTransition):
+        world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
