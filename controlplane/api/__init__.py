@@ -1,0 +1,1 @@
+"""The control-plane REST API (FastAPI). ``mlcp api`` serves it with uvicorn."""

@@ -1,0 +1,187 @@
+"""The control-plane REST API: models, versions, lineage, gates, policies, promotion,
+approval, audit and tokens. Every route but /healthz needs a bearer token.
+
+    uvicorn.run(create_app(ControlPlane.open()))      # what `mlcp api` does
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.exceptions import HTTPException as _HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+
+from controlplane import audit
+from controlplane.api import errors
+from controlplane.api.auth import require
+from controlplane.context import ControlPlane
+from controlplane.lineage import build_lineage
+from controlplane.policy import Policy
+from controlplane.tokens import ROLES, Principal
+
+Reader = Annotated[Principal, Depends(require("read"))]
+Evaluator = Annotated[Principal, Depends(require("evaluate"))]
+Promoter = Annotated[Principal, Depends(require("promote"))]
+Approver = Annotated[Principal, Depends(require("approve"))]
+PolicyAdmin = Annotated[Principal, Depends(require("policy"))]
+TokenAdmin = Annotated[Principal, Depends(require("tokens"))]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PromoteBody(_Body):
+    canary_percent: int | None = Field(default=None, ge=1, le=99)
+
+
+class DecisionBody(_Body):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class EvaluateBody(_Body):
+    data_path: str = Field(
+        min_length=1, description="a parquet/CSV file the control plane can read"
+    )
+    label: str = Field(min_length=1)
+    task: Literal["classification", "regression"] = "classification"
+    features: list[str] | None = None
+
+
+class TokenBody(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal[ROLES]  # type: ignore[valid-type]
+
+
+def _actor(who: Principal) -> str:
+    return f"token:{who.name}"
+
+
+def create_app(cp: ControlPlane) -> FastAPI:
+    app = FastAPI(
+        title="mlcp control plane",
+        version="1",
+        description="Register, evaluate, gate and promote model versions, with an audit trail.",
+    )
+    app.state.cp = cp
+    errors.install(app)
+
+    @app.exception_handler(_HTTPException)
+    async def http_error(_: Request, exc: _HTTPException) -> JSONResponse:
+        return JSONResponse(
+            errors.error_body("HTTPError", str(exc.detail)),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    def ref(name: str, version: str) -> str:
+        return f"{name}@{version}"
+
+    @app.get("/v1/models")
+    def list_models(_: Reader) -> list[dict[str, Any]]:
+        return [v.to_dict() for v in cp.registry.versions()]
+
+    @app.get("/v1/models/{name}/versions")
+    def list_versions(name: str, _: Reader) -> list[dict[str, Any]]:
+        return [v.to_dict() for v in cp.registry.versions(name)]
+
+    @app.get("/v1/models/{name}/versions/{version}")
+    def show_version(name: str, version: str, _: Reader) -> dict[str, Any]:
+        return cp.registry.get(ref(name, version)).to_dict()
+
+    @app.get("/v1/models/{name}/versions/{version}/lineage")
+    def lineage(name: str, version: str, _: Reader) -> dict[str, Any]:
+        v = cp.registry.get(ref(name, version))
+        with cp.sessions() as session:
+            events = audit.entries(session, subject=v.ref)
+        return build_lineage(v, events).to_dict()
+
+    @app.get("/v1/models/{name}/versions/{version}/gates")
+    def gate_runs(name: str, version: str, _: Reader) -> list[dict[str, Any]]:
+        return cp.promotions.gate_runs(ref(name, version))
+
+    @app.get("/v1/models/{name}/policy")
+    def show_policy(name: str, _: Reader) -> dict[str, Any]:
+        return cp.policies.current(name).to_dict()
+
+    @app.put("/v1/models/{name}/policy")
+    def set_policy(name: str, body: dict[str, Any], who: PolicyAdmin) -> dict[str, Any]:
+        policy = Policy.from_dict(body, source="request body")
+        return cp.policies.set(name, policy, _actor(who)).to_dict()
+
+    @app.post("/v1/models/{name}/versions/{version}/evaluate")
+    def evaluate(name: str, version: str, body: EvaluateBody, who: Evaluator) -> dict[str, Any]:
+        from pathlib import Path
+
+        candidate, champion = cp.evaluations.evaluate(
+            ref(name, version),
+            Path(body.data_path),
+            body.label,
+            body.task,
+            feature_columns=body.features,
+            actor=_actor(who),
+        )
+        return {"candidate": _eval(candidate), "champion": _eval(champion)}
+
+    @app.post("/v1/models/{name}/versions/{version}/promote")
+    def promote(name: str, version: str, body: PromoteBody, who: Promoter) -> JSONResponse:
+        result = cp.promotions.promote(
+            ref(name, version), _actor(who), canary_percent=body.canary_percent
+        )
+        status = 200 if result.accepted else 409 if result.outcome == "conflict" else 422
+        return JSONResponse(result.to_dict(), status_code=status)
+
+    @app.post("/v1/models/{name}/versions/{version}/approve")
+    def approve(name: str, version: str, body: DecisionBody, who: Approver) -> dict[str, Any]:
+        return cp.promotions.approve(ref(name, version), _actor(who), body.reason).to_dict()
+
+    @app.post("/v1/models/{name}/versions/{version}/reject")
+    def reject(name: str, version: str, body: DecisionBody, who: Approver) -> dict[str, Any]:
+        if not body.reason:
+            raise HTTPException(422, "reason: say why the version is rejected")
+        v = cp.promotions.reject(ref(name, version), _actor(who), body.reason)
+        return {"ref": v.ref, "state": v.state, "reason": body.reason}
+
+    @app.get("/v1/audit")
+    def audit_list(
+        _: Reader,
+        subject: str | None = None,
+        action: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        with cp.sessions() as session:
+            rows = audit.entries(session, subject=subject, action=action, limit=limit)
+        return [r.to_dict() for r in rows]
+
+    @app.get("/v1/audit/verify")
+    def audit_verify(_: Reader) -> dict[str, Any]:
+        with cp.sessions() as session:
+            return audit.verify(session).to_dict()
+
+    @app.post("/v1/tokens", status_code=201)
+    def create_token(body: TokenBody, who: TokenAdmin) -> dict[str, Any]:
+        token_id, token = cp.tokens.create(body.name, body.role, _actor(who))
+        return {"id": token_id, "name": body.name, "role": body.role, "token": token}
+
+    @app.delete("/v1/tokens/{token_id}")
+    def revoke_token(token_id: int, who: TokenAdmin) -> dict[str, Any]:
+        if not cp.tokens.revoke(token_id, _actor(who)):
+            raise HTTPException(404, f"no active token {token_id}")
+        return {"id": token_id, "revoked": True}
+
+    return app
+
+
+def _eval(evaluation: Any) -> dict[str, Any] | None:
+    if evaluation is None:
+        return None
+    from dataclasses import asdict
+
+    return asdict(evaluation)

@@ -1,0 +1,54 @@
+"""``mlcp api`` serves the control-plane REST API; ``mlcp tokens`` manages its bearer tokens."""
+
+from __future__ import annotations
+
+import click
+
+from controlplane.cli import Env, pass_env
+from controlplane.cli.output import emit_json, progress
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@pass_env
+def api(env: Env, host: str, port: int) -> None:
+    """Serve the control-plane REST API (OpenAPI at /docs and /openapi.json)."""
+    import uvicorn
+
+    from controlplane.api.app import create_app
+
+    progress(f"control-plane API on http://{host}:{port} (OpenAPI: /docs)")
+    uvicorn.run(create_app(env.cp), host=host, port=port, log_level="warning")
+
+
+@click.group()
+def tokens() -> None:
+    """Create and revoke API tokens (roles: viewer, data-scientist, promoter, admin)."""
+
+
+@tokens.command()
+@click.argument("name")
+@click.option(
+    "--role", type=click.Choice(["viewer", "data-scientist", "promoter", "admin"]), required=True
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_env
+def create(env: Env, name: str, role: str, as_json: bool) -> None:
+    """Create a token for NAME; it is printed once and only its hash is kept."""
+    token_id, token = env.cp.tokens.create(name, role, env.settings.actor)
+    if as_json:
+        emit_json({"id": token_id, "name": name, "role": role, "token": token})
+    else:
+        progress(f"token {token_id} ({role}) for {name}; store it now, it is not shown again")
+        click.echo(token)
+
+
+@tokens.command()
+@click.argument("token_id", type=int)
+@pass_env
+def revoke(env: Env, token_id: int) -> None:
+    """Revoke token TOKEN_ID."""
+    if not env.cp.tokens.revoke(token_id, env.settings.actor):
+        raise click.BadParameter(f"no active token {token_id}", param_hint="TOKEN_ID")
+    click.echo(f"token {token_id} revoked")
