@@ -10,7 +10,7 @@ Imported only by ``mlcp demo``, so torch at module level costs the rest of the C
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,10 +21,38 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from controlplane.context import ControlPlane
+    from controlplane.promotion import PromotionResult
     from registry import ModelVersion
 
 FEATURES = ("tenure_months", "monthly_charges", "support_calls", "usage_drop", "contract_len")
+LABEL = "churned"
 SEED = 7
+
+# Every gate mlcp has, on the demo's model. The weak model clears the floors but falls more
+# than the allowed margin behind the champion on the same held-out rows.
+DEMO_POLICY = """
+gates:
+  metrics:
+    - {metric: roc_auc, min: 0.6}
+  champion:
+    - {metric: roc_auc, direction: higher, max_drop: 0.01}
+    - {metric: log_loss, direction: lower, max_relative_drop: 0.05}
+  data_quality:
+    expectations:
+      - {type: expect_column_values_to_not_be_null, kwargs: {column: tenure_months}}
+      - type: expect_column_values_to_be_between
+        kwargs: {column: monthly_charges, min_value: 10, max_value: 150}
+      - type: expect_column_values_to_be_between
+        kwargs: {column: support_calls, max_value: 6}
+        severity: warning
+  schema:
+    inputs: [{dtype: float32, shape: [-1, 5]}]
+  latency: {batch_sizes: [1, 32], p99_ms: 50}
+  drift_reference: true
+canary: {percent: 10}
+slo: {p99_ms: 50, max_error_rate: 0.01}
+drift: {psi_max: 0.2, consecutive_windows: 3}
+"""
 
 
 @dataclass(frozen=True)
@@ -32,6 +60,7 @@ class DemoResult:
     version: ModelVersion
     train_path: Path
     max_abs_diff_plain_mlflow: float
+    promotions: list[PromotionResult] = field(default_factory=list)
 
 
 def make_churn_data(rows: int = 4000, seed: int = SEED) -> pd.DataFrame:
@@ -51,7 +80,7 @@ def make_churn_data(rows: int = 4000, seed: int = SEED) -> pd.DataFrame:
     logit = -0.04 * x[:, 0] + 0.02 * x[:, 1] + 0.5 * x[:, 2] + 3.0 * x[:, 3] - 0.05 * x[:, 4] - 1.2
     label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     frame = pd.DataFrame(x, columns=list(FEATURES))
-    frame["churned"] = label
+    frame[LABEL] = label
     return frame
 
 
@@ -59,9 +88,11 @@ def train(
     frame: pd.DataFrame, epochs: int = 30, hidden: int = 16, lr: float = 0.02
 ) -> tuple[torch.nn.Module, dict[str, float], np.ndarray]:
     """A two-layer MLP behind a standardization layer that carries the training statistics."""
+    from registry.evaluation import task_metrics
+
     torch.manual_seed(SEED)
     x = frame[list(FEATURES)].to_numpy(np.float32)
-    y = frame["churned"].to_numpy(np.float32)
+    y = frame[LABEL].to_numpy(np.float32)
     split = int(len(x) * 0.8)
     mean, std = x[:split].mean(0), x[:split].std(0) + 1e-6
     net = torch.nn.Sequential(
@@ -82,76 +113,93 @@ def train(
     net.eval()
     with torch.inference_mode():
         p = net(torch.from_numpy(x[split:])).squeeze(1).numpy()
-    metrics = {
-        "accuracy": float(((p > 0.5) == (y[split:] > 0.5)).mean()),
-        "auc": _auc(y[split:], p),
-    }
+    metrics = task_metrics("classification", y[split:].astype(np.int64), p)
     return net, metrics, x[:8]
 
 
 def run_demo(cp: ControlPlane, progress: Callable[[str], None] = lambda _m: None) -> DemoResult:
-    from features import fingerprint_frame
+    """Register a good and a weak churn model, set a policy, evaluate both on held-out
+    data, and promote: the good one becomes champion, the weak one is refused."""
+    from controlplane.policy import Policy
+
+    home = cp.settings.home / "demo"
+    home.mkdir(parents=True, exist_ok=True)
+    train_frame, eval_frame = make_churn_data(), make_churn_data(rows=1500, seed=SEED + 1)
+    train_path, eval_path = home / "churn_train.parquet", home / "churn_eval.parquet"
+    train_frame.to_parquet(train_path, index=False)
+    eval_frame.to_parquet(eval_path, index=False)
+
+    good, example = _register(cp, train_frame, train_path, "good", progress, epochs=30, hidden=16)
+    weak, _ = _register(cp, train_frame, train_path, "weak", progress, epochs=1, hidden=2)
+    cp.policies.set("churn", Policy.from_yaml(DEMO_POLICY), cp.settings.actor)
+
+    reports = []
+    for version in (good, weak):
+        progress(f"evaluating {version.ref} on {len(eval_frame)} held-out rows")
+        cp.evaluations.evaluate(version.ref, eval_path, LABEL, "classification")
+        if cp.promotions.snapshot("churn").champion == version.version:
+            progress(f"{version.ref} is already the champion (an earlier demo run promoted it)")
+            continue
+        progress(f"promoting {version.ref} through its gates")
+        reports.append(cp.promotions.promote(version.ref, cp.settings.actor))
+
+    progress(f"loading {good.model_uri} with plain mlflow.pytorch.load_model")
+    net = _plain_mlflow_model(cp, good.model_uri)
+    with torch.inference_mode():
+        reference = cp.registry.backend.load_version("churn", good.version)(
+            torch.from_numpy(example)
+        )
+        diff = float((net(torch.from_numpy(example)) - reference).abs().max())
+    return DemoResult(
+        version=cp.registry.get(good.ref),
+        train_path=train_path,
+        max_abs_diff_plain_mlflow=diff,
+        promotions=reports,
+    )
+
+
+def _register(
+    cp: ControlPlane,
+    frame: pd.DataFrame,
+    path: Path,
+    flavour: str,
+    progress: Callable[[str], None],
+    epochs: int,
+    hidden: int,
+) -> tuple[ModelVersion, np.ndarray]:
+    from features import fingerprint_frame, reference_statistics
     from registry import RegistrationRequest, TrainingData
     from registry.code_version import detect_code_version
 
-    say = progress
-    frame = make_churn_data()
-    train_path = cp.settings.home / "demo" / "churn_train.parquet"
-    train_path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(train_path, index=False)
     fp = fingerprint_frame(frame)
-    say(f"training the churn model on {fp.rows} rows (data sha256 {fp.sha256[:12]})")
-    net, metrics, example = train(frame)
-    params = {"epochs": "30", "hidden": "16", "lr": "0.02", "seed": str(SEED)}
+    progress(f"training the {flavour} churn model on {fp.rows} rows (data sha256 {fp.sha256[:12]})")
+    net, metrics, example = train(frame, epochs=epochs, hidden=hidden)
     version = cp.registry.register(
         RegistrationRequest(
             name="churn",
             model=net,
             input_example=example,
-            params=params,
+            params={"epochs": str(epochs), "hidden": str(hidden), "lr": "0.02", "seed": str(SEED)},
             metrics=metrics,
-            training_data=TrainingData(
-                fingerprint=fp.sha256,
-                rows=fp.rows,
-                source=str(train_path),
-                columns=fp.columns,
-            ),
+            training_data=TrainingData(fp.sha256, fp.rows, str(path), fp.columns),
+            reference_stats=reference_statistics(frame, exclude=(LABEL,)),
             code_version=detect_code_version(),
             registered_by=cp.settings.actor,
-            idempotency_key=f"demo-{fp.sha256[:16]}",
-            description="mlcp demo: churn classifier on synthetic data",
+            idempotency_key=f"demo-{flavour}-{fp.sha256[:16]}",
+            description=f"mlcp demo: {flavour} churn classifier on synthetic data",
         ),
-        progress=say,
+        progress=progress,
     )
-    say(f"loading {version.model_uri} with plain mlflow.pytorch.load_model")
-    diff = _plain_mlflow_diff(cp, version.model_uri, net, example)
-    return DemoResult(version=version, train_path=train_path, max_abs_diff_plain_mlflow=diff)
+    return version, example
 
 
-def _plain_mlflow_diff(cp: ControlPlane, uri: str, net: torch.nn.Module, x: np.ndarray) -> float:
-    """Load through MLflow alone, as a user without mlcp would, and compare outputs."""
+def _plain_mlflow_model(cp: ControlPlane, uri: str) -> torch.nn.Module:
+    """Load through MLflow alone, as a user without mlcp would."""
     import mlflow
 
     mlflow.set_tracking_uri(cp.settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(cp.settings.mlflow_registry_uri)
-    loaded = mlflow.pytorch.load_model(uri)
-    with torch.inference_mode():
-        return float((loaded(torch.from_numpy(x)) - net(torch.from_numpy(x))).abs().max())
-
-
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC by the rank-sum formula (ties averaged)."""
-    order = np.argsort(p, kind="mergesort")
-    ranks = np.empty(len(p))
-    ranks[order] = np.arange(1, len(p) + 1)
-    _, inverse, counts = np.unique(p, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    ranks = (sums / counts)[inverse]
-    pos = y > 0.5
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return mlflow.pytorch.load_model(uri)
 
 
 class Standardize(torch.nn.Module):

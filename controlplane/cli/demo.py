@@ -11,13 +11,19 @@ from controlplane.cli.output import progress
 @click.command()
 @pass_env
 def demo(env: Env) -> None:
-    """Train a small churn model, register it with lineage, and print the lineage tree."""
+    """Register, evaluate and promote churn models through their gates; print the results."""
     from controlplane import audit
     from controlplane.cli.lineage import load_lineage, render_tree
+    from controlplane.cli.promote import gate_report
     from controlplane.demo import run_demo
 
     result = run_demo(env.cp, progress=progress)
     v = result.version
+    for promotion in result.promotions:
+        click.echo(f"== mlcp promote {promotion.ref} --to production")
+        gate_report(promotion)
+        click.echo("")
+    click.echo(f"== mlcp lineage {v.ref}")
     click.echo(render_tree(load_lineage(env, v.ref)))
     click.echo("")
     click.echo(
