@@ -37,6 +37,13 @@ class GateResult:
     details: Mapping[str, Any] = field(default_factory=dict)
     severity: Severity = "critical"
 
+    @classmethod
+    def cannot_judge(
+        cls, gate: str, threshold: float | str | None, reason: str, **details: Any
+    ) -> GateResult:
+        """A failed result for a gate that lacked what it needs (an evaluation, data, a probe)."""
+        return cls(gate, False, None, threshold, {"reason": reason, **details})
+
     @property
     def blocking(self) -> bool:
         return not self.passed and self.severity == "critical"
@@ -97,13 +104,6 @@ def run_gates(gates: Sequence[Gate], ctx: GateContext) -> GateReport:
         try:
             results.append(gate.check(ctx))
         except Exception as exc:
-            results.append(
-                GateResult(
-                    gate=gate.name,
-                    passed=False,
-                    observed=None,
-                    threshold=None,
-                    details={"error": f"{type(exc).__name__}: {exc}"},
-                )
-            )
+            error = {"error": f"{type(exc).__name__}: {exc}"}
+            results.append(GateResult(gate.name, False, None, None, error))
     return GateReport(tuple(results))

@@ -134,13 +134,7 @@ class ChampionComparisonGate:
         )
 
     def _fail(self, reason: str, **extra: Any) -> GateResult:
-        return GateResult(
-            gate=self.name,
-            passed=False,
-            observed=None,
-            threshold=self.threshold,
-            details={"reason": reason, **extra},
-        )
+        return GateResult.cannot_judge(self.name, self.threshold, reason, **extra)
 
 
 def _exceeds(value: float, limit: float) -> bool:

@@ -84,15 +84,11 @@ class DataQualityGate:
         datasets: dict[str, Any] = {d: "not available" for d in self.on if frames[d] is None}
         present = {d: frame for d in self.on if (frame := frames[d]) is not None}
         if not present:
-            return GateResult(
-                gate=self.name,
-                passed=False,
-                observed=None,
-                threshold=0,
-                details={
-                    "reason": f"no data to check: no {' or '.join(self.on)} rows were given",
-                    "datasets": datasets,
-                },
+            return GateResult.cannot_judge(
+                self.name,
+                0,
+                f"no data to check: no {' or '.join(self.on)} rows were given",
+                datasets=datasets,
             )
 
         failures: list[dict[str, Any]] = []

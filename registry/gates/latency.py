@@ -49,15 +49,11 @@ class LatencyBudgetGate:
 
     def check(self, ctx: GateContext) -> GateResult:
         if ctx.latency_probe is None:
-            return GateResult(
-                gate=self.name,
-                passed=False,
-                observed=None,
-                threshold=self.threshold,
-                details={
-                    "reason": "no latency probe: the model could not be loaded for timing",
-                    "device": ctx.device,
-                },
+            return GateResult.cannot_judge(
+                self.name,
+                self.threshold,
+                "no latency probe: the model could not be loaded for timing",
+                device=ctx.device,
             )
         per_batch: list[dict[str, Any]] = []
         reasons: list[str] = []

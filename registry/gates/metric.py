@@ -36,14 +36,10 @@ class MetricThresholdGate:
                 else f"its evaluation has no metric {self.metric!r} "
                 f"(it has {', '.join(sorted(evaluation.metrics)) or 'none'})"
             )
-            return GateResult(
-                gate=self.name,
-                passed=False,
-                observed=None,
-                threshold=self.threshold,
-                details={
-                    "reason": f"{why}; run `mlcp evaluate {ctx.candidate.ref} --data PATH` first"
-                },
+            return GateResult.cannot_judge(
+                self.name,
+                self.threshold,
+                f"{why}; run `mlcp evaluate {ctx.candidate.ref} --data PATH` first",
             )
         value = float(evaluation.metrics[self.metric])
         passed = (self.min is None or value >= self.min) and (self.max is None or value <= self.max)

@@ -46,12 +46,8 @@ class SchemaCompatibilityGate:
         try:
             specs = _input_specs(ctx.candidate.signature)
         except ValueError as exc:
-            return GateResult(
-                gate=self.name,
-                passed=False,
-                observed=None,
-                threshold="; ".join(declared),
-                details={"reason": f"{ctx.candidate.ref}: {exc}", "declared": declared},
+            return GateResult.cannot_judge(
+                self.name, "; ".join(declared), f"{ctx.candidate.ref}: {exc}", declared=declared
             )
         mismatches = _mismatches(specs, self.inputs)
         found = [_describe_spec(spec) for spec in specs]
