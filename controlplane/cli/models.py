@@ -133,6 +133,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
     help="a batch of >= 2 inputs: .npy, or the numeric columns of .parquet/.csv",
 )
 @click.option("--training-data", type=_FILE, help="the training set (.parquet/.csv) to fingerprint")
+@click.option("--label", help="the training data's label column (kept out of drift statistics)")
 @click.option("--feature-service", help="the feature service version trained on, NAME@VERSION")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="a training parameter")
 @click.option("--metric", "metrics", multiple=True, metavar="KEY=VALUE", help="a metric (number)")
@@ -155,6 +156,7 @@ def register(
     model_path: Path,
     input_example: Path,
     training_data: Path | None,
+    label: str | None,
     feature_service: str | None,
     params: tuple[str, ...],
     metrics: tuple[str, ...],
@@ -165,7 +167,7 @@ def register(
     as_json: bool,
 ) -> None:
     """Register a PyTorch model as a new version of NAME, with its lineage."""
-    from features import fingerprint_file
+    from features import fingerprint_frame, read_dataset, reference_statistics
     from registry import RegistrationRequest, TrainingData, validate_model_name
     from registry.code_version import detect_code_version
     from registry.model_files import load_input_example, load_model_file
@@ -176,12 +178,15 @@ def register(
     model = load_model_file(model_path)
     example = load_input_example(input_example)
     data = None
+    stats = None
     if training_data is not None:
         progress(f"fingerprinting {training_data}")
-        fp = fingerprint_file(training_data)
-        data = TrainingData(
-            fingerprint=fp.sha256, rows=fp.rows, source=str(training_data), columns=fp.columns
-        )
+        frame = read_dataset(training_data)
+        fp = fingerprint_frame(frame)
+        # Absolute, so gates can read the rows back from any working directory.
+        source = str(training_data.resolve())
+        data = TrainingData(fingerprint=fp.sha256, rows=fp.rows, source=source, columns=fp.columns)
+        stats = reference_statistics(frame, exclude=(label,) if label else ())
     version = env.cp.registry.register(
         RegistrationRequest(
             name=name,
@@ -196,6 +201,7 @@ def register(
             idempotency_key=idempotency_key,
             description=description,
             model_format=model_format,
+            reference_stats=stats,
         ),
         progress=progress,
     )

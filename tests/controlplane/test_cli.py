@@ -104,6 +104,7 @@ def test_register_list_show_lineage_round_trip(capsys, files, model_name: str) -
     registered = json.loads(out)
     assert registered["ref"] == f"{model_name}@1"
     assert registered["training_data"]["rows"] == 5
+    assert set(registered["reference_stats"]["features"]) == {"a", "b", "c", "d", "label"}
     assert registered["registered_by"] == "cli-user"
     assert "… registering" in err  # progress goes to stderr
 
