@@ -349,6 +349,12 @@ class PromotionService:
                     "challenger": model.challenger_version,
                     "canary_percent": model.canary_percent,
                 }
+                evidence: dict[str, Any] = {"gate_run_id": gate_run_id}
+                owned = {a: v for a, v in aliases_before.items() if a in (CHAMPION, CHALLENGER)}
+                expected = {a: before[a] for a in (CHAMPION, CHALLENGER) if before[a] is not None}
+                if owned != expected:
+                    # Someone moved an alias mlcp owns outside mlcp: say so, then set it right.
+                    evidence["aliases_moved_outside_mlcp"] = {"found": owned, "expected": expected}
                 row = _version_row(session, version)
                 previous_state = row.state
                 if target == "production":
@@ -377,7 +383,7 @@ class PromotionService:
                     before={"state": previous_state, **before},
                     after={"state": row.state, **after},
                     reason=reason,
-                    evidence={"gate_run_id": gate_run_id, "revision": model.revision},
+                    evidence={**evidence, "revision": model.revision},
                     clock=self.clock,
                 )
                 moved = True

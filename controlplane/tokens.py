@@ -23,9 +23,9 @@ from controlplane.errors import ControlPlaneError
 # promote cannot rewrite the policy it is judged by.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
-    "data-scientist": frozenset({"read", "evaluate"}),
+    "data-scientist": frozenset({"read", "register", "evaluate"}),
     "promoter": frozenset({"read", "promote", "approve"}),
-    "admin": frozenset({"read", "evaluate", "promote", "approve", "policy", "tokens"}),
+    "admin": frozenset({"read", "register", "evaluate", "promote", "approve", "policy", "tokens"}),
 }
 ROLES = tuple(PERMISSIONS)
 PREFIX = "mlcp_"

@@ -79,8 +79,15 @@ def translate_errors(uri: str) -> Iterator[None]:
 
 def tensor_signature(model: torch.nn.Module, example: np.ndarray) -> ModelSignature:
     """A TensorSpec signature with a dynamic batch dimension, outputs from one forward pass."""
-    with torch.inference_mode():
-        out = model(torch.from_numpy(example))
+    try:
+        with torch.inference_mode():
+            out = model(torch.from_numpy(example))
+    except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
+        raise InvalidModel(
+            type(model).__name__,
+            f"forward() fails on the input example of shape {tuple(example.shape)} "
+            f"({_first_line(exc)}); give an example the model accepts",
+        ) from exc
     if not isinstance(out, torch.Tensor):
         raise InvalidModel(
             type(model).__name__, f"forward() returned {type(out).__name__}, expected one Tensor"

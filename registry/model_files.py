@@ -19,10 +19,11 @@ _HOW = (
 )
 
 
-def load_model_file(path: Path) -> torch.nn.Module:
+def load_model_file(path: Path, allow_pickle: bool = True) -> torch.nn.Module:
     """A torch module from a ``torch.save``'d module or a ``torch.export.save``'d program.
 
     ``torch.save`` files are unpickled, which runs code: register only files you trust.
+    ``allow_pickle=False`` (what the REST API uses) accepts exported programs only.
     """
     import torch
 
@@ -33,6 +34,12 @@ def load_model_file(path: Path) -> torch.nn.Module:
     with zipfile.ZipFile(path) as archive:
         exported = any(
             n.endswith(("archive_format", "models/model.json")) for n in archive.namelist()
+        )
+    if not exported and not allow_pickle:
+        raise InvalidModel(
+            str(path),
+            "only torch.export programs are accepted here (a pickled module would run code on "
+            "the server): torch.export.save(torch.export.export(model, (x,)), path)",
         )
     try:
         if exported:

@@ -23,6 +23,7 @@ from controlplane.policy import Policy
 from controlplane.tokens import ROLES, Principal
 
 Reader = Annotated[Principal, Depends(require("read"))]
+Registrant = Annotated[Principal, Depends(require("register"))]
 Evaluator = Annotated[Principal, Depends(require("evaluate"))]
 Promoter = Annotated[Principal, Depends(require("promote"))]
 Approver = Annotated[Principal, Depends(require("approve"))]
@@ -49,6 +50,26 @@ class EvaluateBody(_Body):
     label: str = Field(min_length=1)
     task: Literal["classification", "regression"] = "classification"
     features: list[str] | None = None
+
+
+class TrainingDataBody(_Body):
+    fingerprint: str = Field(min_length=8, max_length=64)
+    rows: int = Field(ge=0)
+    source: str | None = None
+
+
+class RegisterBody(_Body):
+    """A version to register. The model travels as a torch.export archive (never a pickle)."""
+
+    model_pt2_base64: str = Field(min_length=1, description="base64 of torch.export.save(...)")
+    input_example: list[list[float]] = Field(min_length=2, description=">= 2 rows of inputs")
+    params: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    feature_service: str | None = None
+    training_data: TrainingDataBody | None = None
+    code_version: str | None = None
+    idempotency_key: str | None = None
+    description: str | None = None
 
 
 class TokenBody(_Body):
@@ -116,6 +137,10 @@ def create_app(cp: ControlPlane) -> FastAPI:
         policy = Policy.from_dict(body, source="request body")
         return cp.policies.set(name, policy, _actor(who)).to_dict()
 
+    @app.post("/v1/models/{name}/versions", status_code=201)
+    def register(name: str, body: RegisterBody, who: Registrant) -> dict[str, Any]:
+        return _register(cp, name, body, _actor(who)).to_dict()
+
     @app.post("/v1/models/{name}/versions/{version}/evaluate")
     def evaluate(name: str, version: str, body: EvaluateBody, who: Evaluator) -> dict[str, Any]:
         from pathlib import Path
@@ -177,6 +202,43 @@ def create_app(cp: ControlPlane) -> FastAPI:
         return {"id": token_id, "revoked": True}
 
     return app
+
+
+def _register(cp: ControlPlane, name: str, body: RegisterBody, actor: str) -> Any:
+    import base64
+    import binascii
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from registry import InvalidModel, RegistrationRequest, TrainingData
+    from registry.model_files import load_model_file
+
+    try:
+        archive = base64.b64decode(body.model_pt2_base64, validate=True)
+    except binascii.Error as exc:
+        raise InvalidModel("model_pt2_base64", f"not base64 ({exc})") from exc
+    with tempfile.TemporaryDirectory(prefix="mlcp-upload-") as tmp:
+        path = Path(tmp) / "model.pt2"
+        path.write_bytes(archive)
+        model = load_model_file(path, allow_pickle=False)
+    td = body.training_data
+    return cp.registry.register(
+        RegistrationRequest(
+            name=name,
+            model=model,
+            input_example=np.asarray(body.input_example, dtype=np.float32),
+            params=body.params,
+            metrics=body.metrics,
+            feature_service=body.feature_service,
+            training_data=TrainingData(td.fingerprint, td.rows, td.source) if td else None,
+            code_version=body.code_version,
+            registered_by=actor,
+            idempotency_key=body.idempotency_key,
+            description=body.description,
+        )
+    )
 
 
 def _eval(evaluation: Any) -> dict[str, Any] | None:

@@ -238,3 +238,22 @@ def test_already_champion_is_bad_input(world: World) -> None:
     world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
     with pytest.raises(InvalidTransition):
         world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
+
+
+def test_alias_moved_by_hand_is_reported_and_corrected(world: World) -> None:
+    world.policy("gates: {drift_reference: true}\n")
+    v1, v2, v3 = world.register(W), world.register(W * 2), world.register(W * 3)
+    world.cp.promotions.promote(f"{world.name}@{v1}", "ci")
+    s = world.cp.settings
+    MlflowClient(s.mlflow_tracking_uri, s.mlflow_registry_uri).set_registered_model_alias(
+        world.name, "champion", str(v2)
+    )
+    world.cp.promotions.promote(f"{world.name}@{v3}", "ci")
+    assert world.aliases() == {"champion": v3}
+    with world.cp.sessions() as session:
+        (row,) = audit.entries(session, subject=f"{world.name}@{v3}", action="model.promote")
+    assert row.evidence is not None
+    assert row.evidence["aliases_moved_outside_mlcp"] == {
+        "found": {"champion": v2},
+        "expected": {"champion": v1},
+    }

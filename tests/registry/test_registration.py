@@ -292,3 +292,12 @@ def test_recover_undoes_a_registration_a_killed_process_left(
     assert len(cp.registry.recover(older_than=timedelta(0))) == 1
     assert cp.lineage.pending() == []
     assert_nothing_left(cp, model_name)
+
+
+def test_example_the_model_cannot_take_is_refused_and_undone(
+    cp: ControlPlane, model_name: str, net
+) -> None:
+    wrong_width = np.zeros((3, 7), np.float32)
+    with pytest.raises(InvalidModel, match=r"forward\(\) fails on the input example"):
+        cp.registry.register(request(model_name, net, wrong_width))
+    assert_nothing_left(cp, model_name)

@@ -154,3 +154,84 @@ def test_policy_and_promotion_through_the_api(client, tokens, cp: ControlPlane, 
     verify = client.get("/v1/audit/verify", headers=auth(tokens["viewer"]))
     assert verify.json()["ok"] is True
     assert client.get("/openapi.json").status_code == 200
+
+
+def _exported_b64(x) -> str:
+    import base64
+    import io
+
+    import torch
+
+    from tests.conftest import make_net
+
+    program = torch.export.export(
+        make_net(), (torch.from_numpy(x),), dynamic_shapes=({0: torch.export.Dim.AUTO},)
+    )
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_data_scientist_registers_an_exported_program(client, tokens, model_name) -> None:
+    import numpy as np
+
+    x = np.random.default_rng(0).random((4, 4), dtype=np.float32)
+    body = {
+        "model_pt2_base64": _exported_b64(x),
+        "input_example": x.tolist(),
+        "metrics": {"auc": 0.8},
+        "idempotency_key": "nb-1",
+    }
+    url = f"/v1/models/{model_name}/versions"
+    created = client.post(url, json=body, headers=auth(tokens["data-scientist"]))
+    assert created.status_code == 201, created.text
+    assert created.json()["ref"] == f"{model_name}@1"
+    assert created.json()["registered_by"] == "token:t-data-scientist"
+    again = client.post(url, json=body, headers=auth(tokens["data-scientist"]))
+    assert again.json()["version"] == 1  # the idempotency key holds over HTTP too
+    assert client.post(url, json=body, headers=auth(tokens["promoter"])).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("change", "kind"),
+    [
+        ({"model_pt2_base64": "%%%"}, "InvalidModel"),
+        ({"model_pt2_base64": "aGVsbG8="}, "InvalidModel"),  # "hello": not an archive
+        ({"input_example": [[1.0, 2.0, 3.0, 4.0]]}, "InvalidRequest"),  # one row
+        ({"input_example": [[1.0, 2.0], [3.0, 4.0]]}, "InvalidModel"),  # wrong width
+        ({"metrics": {"auc": "high"}}, "InvalidRequest"),
+    ],
+)
+def test_bad_registrations_get_4xx(client, tokens, model_name, change, kind) -> None:
+    import numpy as np
+
+    x = np.random.default_rng(0).random((4, 4), dtype=np.float32)
+    body = {"model_pt2_base64": _exported_b64(x), "input_example": x.tolist(), **change}
+    response = client.post(
+        f"/v1/models/{model_name}/versions", json=body, headers=auth(tokens["admin"])
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["type"] == kind
+    listed = client.get(f"/v1/models/{model_name}/versions", headers=auth(tokens["viewer"]))
+    assert listed.status_code == 404  # nothing half-registered
+
+
+def test_api_refuses_pickled_modules(client, tokens, model_name, tmp_path) -> None:
+    import base64
+
+    import numpy as np
+    import torch
+
+    from tests.conftest import make_net
+
+    torch.save(make_net(), tmp_path / "m.pt")
+    x = np.random.default_rng(0).random((4, 4), dtype=np.float32)
+    body = {
+        "model_pt2_base64": base64.b64encode((tmp_path / "m.pt").read_bytes()).decode(),
+        "input_example": x.tolist(),
+    }
+    response = client.post(
+        f"/v1/models/{model_name}/versions", json=body, headers=auth(tokens["admin"])
+    )
+    assert response.status_code == 422
+    assert "only torch.export programs" in response.json()["error"]["message"]
