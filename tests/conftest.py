@@ -30,7 +30,8 @@ from controlplane.settings import Settings
 PG_HOST = os.environ.get("MLCP_TEST_PG_HOST", "127.0.0.1:5432")
 PG_ADMIN_URL = f"postgresql+psycopg://postgres@{PG_HOST}/postgres"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-INTEGRATION_FIXTURES = {"pg_admin", "pg_database", "pg_url", "pg_mlflow_uri"}
+INTEGRATION_FIXTURES = {"pg_admin", "pg_database", "pg_url", "pg_mlflow_uri", "redis_url"}
+REDIS_HOST = os.environ.get("MLCP_TEST_REDIS_HOST", "127.0.0.1:6379")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -97,6 +98,23 @@ def pg_mlflow_uri(pg_database: Callable[[], str]) -> str:
     uri = pg_database()
     MlflowBackend(uri)  # creates MLflow's tables (its own alembic_version)
     return uri
+
+
+# -- Redis --------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """redis://host:port of the machine's Redis; tests namespace their keys (unique names)."""
+    import redis
+
+    url = f"redis://{REDIS_HOST}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        service_missing(f"Redis at {REDIS_HOST}", exc)
+    finally:
+        client.close()
+    return url
 
 
 # -- MLflow on SQLite ---------------------------------------------------------------------------
