@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     mlflow_registry_uri: str = Field(default="", description="default: the tracking URI")
     artifact_root: str = Field(default="", description="MLflow artifacts; default home/artifacts")
     actor: str = Field(default_factory=_default_actor, description="who the audit log names")
+    feast_project: str = Field(default="mlcp", pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    feast_registry: str = Field(default="", description="file path or postgresql:// URL")
+    feast_online_store: str = Field(default="", description="SQLite file path or redis://host:port")
     db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
 
     @classmethod
@@ -90,6 +93,28 @@ class Settings(BaseSettings):
             )
         return _with_psycopg_driver(url)
 
+    @field_validator("feast_registry")
+    @classmethod
+    def _check_feast_registry(cls, value: str) -> str:
+        if value.startswith(("postgresql://", "postgres://")):
+            return _with_psycopg_driver(value)
+        if "://" in value and not value.startswith("postgresql+psycopg://"):
+            raise ValueError(
+                f"unsupported Feast registry {redact_url(value)!r}; use a file path or "
+                "postgresql://user@host/db (Feast's SQL registry)"
+            )
+        return value
+
+    @field_validator("feast_online_store")
+    @classmethod
+    def _check_feast_online(cls, value: str) -> str:
+        if "://" in value and not value.startswith("redis://"):
+            raise ValueError(
+                f"unsupported Feast online store {redact_url(value)!r}; use a SQLite file path "
+                "or redis://host:port"
+            )
+        return value
+
     @field_validator("mlflow_tracking_uri", "mlflow_registry_uri")
     @classmethod
     def _check_mlflow_uri(cls, uri: str) -> str:
@@ -113,6 +138,8 @@ class Settings(BaseSettings):
             "artifact_root": self.artifact_root or (home / "artifacts").as_uri(),
         }
         fill["mlflow_registry_uri"] = self.mlflow_registry_uri or fill["mlflow_tracking_uri"]
+        fill["feast_registry"] = self.feast_registry or str(home / "feast" / "registry.db")
+        fill["feast_online_store"] = self.feast_online_store or str(home / "feast" / "online.db")
         for key, value in fill.items():
             object.__setattr__(self, key, value)
         return self

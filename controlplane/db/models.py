@@ -184,3 +184,32 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class MaterializationRow(Base):
+    """One materialization attempt of a feature view version: what was checked, and whether
+    it went online."""
+
+    __tablename__ = "mlcp_materializations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    view: Mapped[str] = mapped_column(String(100), index=True)  # name@version
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    report: Mapped[dict[str, Any]] = mapped_column(Json)
+    generation: Mapped[int | None] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FeatureGenerationRow(Base):
+    """A Feast view's materialization generation: caches in every process drop its entries
+    when it moves."""
+
+    __tablename__ = "mlcp_feature_generations"
+
+    view: Mapped[str] = mapped_column(String(100), primary_key=True)  # the Feast view name
+    generation: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
