@@ -19,6 +19,7 @@ from controlplane.db.engine import check_connection, make_engine
 from controlplane.db.lineage_store import DbLineageStore
 from controlplane.db.migrate import ensure_schema
 from controlplane.evaluations import EvaluationService
+from controlplane.feature_store import ManagedFeatures
 from controlplane.policy import PolicyStore
 from controlplane.promotion import PromotionService
 from controlplane.settings import Settings, load_settings
@@ -47,6 +48,7 @@ class ControlPlane:
         self.evaluations = EvaluationService(self.sessions, self.registry, settings.actor)
         self.policies = PolicyStore(self.sessions)
         self.tokens = TokenStore(self.sessions)
+        self.features = ManagedFeatures(settings, self.sessions)
 
     @cached_property
     def promotions(self) -> PromotionService:

@@ -1,8 +1,11 @@
-"""The demo job behind ``make demo``: train a small churn model and register it with lineage.
+"""The demo job behind ``make demo``: the whole lifecycle on the embedded default.
 
-Everything runs on the embedded default (SQLite and local files under ./.mlcp). The data,
-the seed and so the weights are fixed: running it again reuses the version it registered
-(same idempotency key, same content) instead of piling up duplicates.
+Features are defined, checked and materialized in Feast; training and evaluation sets come
+from Feast's point-in-time join; two churn models are registered with their lineage
+(feature service pinned), evaluated on held-out rows and promoted through every gate.
+Everything runs under ./.mlcp (SQLite and local files). The data, the seed and so the
+weights are fixed: running it again reuses what it registered instead of piling up
+duplicates.
 
 Imported only by ``mlcp demo``, so torch at module level costs the rest of the CLI nothing.
 """
@@ -22,11 +25,45 @@ if TYPE_CHECKING:
 
     from controlplane.context import ControlPlane
     from controlplane.promotion import PromotionResult
+    from features.training import TrainingSet
     from registry import ModelVersion
 
 FEATURES = ("tenure_months", "monthly_charges", "support_calls", "usage_drop", "contract_len")
 LABEL = "churned"
 SEED = 7
+SERVICE = "churn_features@1"
+FEATURES_AT = "2026-01-01T00:00:00+00:00"  # when the feature values were computed
+LABELS_AT = "2026-02-01T00:00:00+00:00"  # when churn was observed (the training rows' time)
+
+# What `mlcp features apply --file` reads: one entity, one view version, one service version.
+FEATURE_DEFINITIONS = """
+from features.definitions import Definitions, EntityDef, FeatureServiceDef, FeatureViewDef, Field
+
+DEFINITIONS = Definitions(
+    entities=[EntityDef("customer", join_key="customer_id")],
+    views=[
+        FeatureViewDef(
+            name="customer_stats",
+            version=1,
+            entity="customer",
+            fields=[
+                Field("tenure_months", "float32", nullable=False),
+                Field("monthly_charges", "float32", nullable=False),
+                Field("support_calls", "float32"),
+                Field("usage_drop", "float32"),
+                Field("contract_len", "float32"),
+            ],
+            source="customer_stats.parquet",
+            ttl_s=90 * 86400,
+            expectations=[
+                {"type": "expect_column_values_to_be_between",
+                 "kwargs": {"column": "usage_drop", "min_value": 0, "max_value": 1}},
+            ],
+        )
+    ],
+    services=[FeatureServiceDef("churn_features", 1, ["customer_stats@1"])],
+)
+"""
 
 # Every gate mlcp has, on the demo's model. The weak model clears the floors but falls more
 # than the allowed margin behind the champion on the same held-out rows.
@@ -118,25 +155,45 @@ def train(
 
 
 def run_demo(cp: ControlPlane, progress: Callable[[str], None] = lambda _m: None) -> DemoResult:
-    """Register a good and a weak churn model, set a policy, evaluate both on held-out
-    data, and promote: the good one becomes champion, the weak one is refused."""
+    """Features into Feast, training and evaluation sets out of it, then a good and a weak
+    churn model registered, evaluated and promoted: the good one becomes champion, the
+    weak one is refused."""
+    import pandas as pd
+
     from controlplane.policy import Policy
 
     home = cp.settings.home / "demo"
     home.mkdir(parents=True, exist_ok=True)
-    train_frame, eval_frame = make_churn_data(), make_churn_data(rows=1500, seed=SEED + 1)
-    train_path, eval_path = home / "churn_train.parquet", home / "churn_eval.parquet"
-    train_frame.to_parquet(train_path, index=False)
-    eval_frame.to_parquet(eval_path, index=False)
+    train_raw = make_churn_data().assign(customer_id=np.arange(4000))
+    eval_raw = make_churn_data(rows=1500, seed=SEED + 1).assign(customer_id=np.arange(4000, 5500))
+    both = pd.concat([train_raw, eval_raw], ignore_index=True)
 
-    good, example = _register(cp, train_frame, train_path, "good", progress, epochs=30, hidden=16)
-    weak, _ = _register(cp, train_frame, train_path, "weak", progress, epochs=1, hidden=2)
+    # Features: the source table, the definitions, a checked materialization.
+    source = both[["customer_id", *FEATURES]].assign(event_timestamp=pd.Timestamp(FEATURES_AT))
+    source.to_parquet(home / "customer_stats.parquet", index=False)
+    (home / "features.py").write_text(FEATURE_DEFINITIONS)
+    cp.features.apply(home / "features.py", cp.settings.actor)
+    window = (pd.Timestamp(FEATURES_AT) - pd.Timedelta(days=1), pd.Timestamp(LABELS_AT))
+    cp.features.materialize(
+        "customer_stats@1", window[0].to_pydatetime(), window[1].to_pydatetime(),
+        cp.settings.actor, progress,
+    )  # fmt: skip
+
+    # Training and evaluation rows from Feast's point-in-time join.
+    train_path, eval_path = home / "churn_train.parquet", home / "churn_eval.parquet"
+    train_set = _feast_rows(cp, train_raw, train_path, progress)
+    _feast_rows(cp, eval_raw, eval_path, progress)
+
+    good, example = _register(cp, train_set, train_path, "good", progress, epochs=30, hidden=16)
+    weak, _ = _register(cp, train_set, train_path, "weak", progress, epochs=1, hidden=2)
     cp.policies.set("churn", Policy.from_yaml(DEMO_POLICY), cp.settings.actor)
 
     reports = []
     for version in (good, weak):
-        progress(f"evaluating {version.ref} on {len(eval_frame)} held-out rows")
-        cp.evaluations.evaluate(version.ref, eval_path, LABEL, "classification")
+        progress(f"evaluating {version.ref} on {len(eval_raw)} held-out rows")
+        cp.evaluations.evaluate(
+            version.ref, eval_path, LABEL, "classification", feature_columns=list(FEATURES)
+        )
         if cp.promotions.snapshot("churn").champion == version.version:
             progress(f"{version.ref} is already the champion (an earlier demo run promoted it)")
             continue
@@ -158,22 +215,34 @@ def run_demo(cp: ControlPlane, progress: Callable[[str], None] = lambda _m: None
     )
 
 
+def _feast_rows(
+    cp: ControlPlane, raw: pd.DataFrame, path: Path, progress: Callable[[str], None]
+) -> TrainingSet:
+    """Labels joined point-in-time with the features Feast served at the label's time."""
+    import pandas as pd
+
+    entities = raw[["customer_id", LABEL]].assign(event_timestamp=pd.Timestamp(LABELS_AT))
+    progress(f"building {path.name} from {SERVICE} ({len(entities)} entity rows)")
+    ts = cp.features.training_set(SERVICE, entities, labels=(LABEL,))
+    ts.frame.to_parquet(path, index=False)
+    return ts
+
+
 def _register(
     cp: ControlPlane,
-    frame: pd.DataFrame,
+    training: TrainingSet,
     path: Path,
     flavour: str,
     progress: Callable[[str], None],
     epochs: int,
     hidden: int,
 ) -> tuple[ModelVersion, np.ndarray]:
-    from features import fingerprint_frame, reference_statistics
     from registry import RegistrationRequest, TrainingData
     from registry.code_version import detect_code_version
 
-    fp = fingerprint_frame(frame)
+    fp = training.fingerprint
     progress(f"training the {flavour} churn model on {fp.rows} rows (data sha256 {fp.sha256[:12]})")
-    net, metrics, example = train(frame, epochs=epochs, hidden=hidden)
+    net, metrics, example = train(training.frame, epochs=epochs, hidden=hidden)
     version = cp.registry.register(
         RegistrationRequest(
             name="churn",
@@ -181,8 +250,9 @@ def _register(
             input_example=example,
             params={"epochs": str(epochs), "hidden": str(hidden), "lr": "0.02", "seed": str(SEED)},
             metrics=metrics,
+            feature_service=SERVICE,
             training_data=TrainingData(fp.sha256, fp.rows, str(path), fp.columns),
-            reference_stats=reference_statistics(frame, exclude=(LABEL,)),
+            reference_stats=training.reference_stats,
             code_version=detect_code_version(),
             registered_by=cp.settings.actor,
             idempotency_key=f"demo-{flavour}-{fp.sha256[:16]}",

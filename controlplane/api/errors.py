@@ -8,7 +8,16 @@ from fastapi.responses import JSONResponse
 
 from controlplane import errors as cp
 from controlplane.tokens import InvalidRole
-from features.errors import FeatureStoreError, InvalidDataset
+from features.errors import (
+    DataQualityFailed,
+    DefinitionConflict,
+    FeatureNotFound,
+    FeatureStoreError,
+    InvalidDataset,
+    InvalidDefinition,
+    InvalidFeatureRef,
+    OnlineStoreUnavailable,
+)
 from registry import errors as reg
 
 # Most specific first: the first isinstance match wins.
@@ -16,6 +25,12 @@ STATUS: list[tuple[type[Exception], int]] = [
     (reg.ModelNotFound, 404),
     (reg.VersionNotFound, 404),
     (cp.NoPolicy, 404),
+    (FeatureNotFound, 404),
+    (InvalidFeatureRef, 422),
+    (InvalidDefinition, 422),
+    (DataQualityFailed, 422),
+    (DefinitionConflict, 409),
+    (OnlineStoreUnavailable, 503),
     (reg.InvalidModelRef, 422),
     (reg.InvalidRegistration, 422),
     (reg.InvalidModel, 422),

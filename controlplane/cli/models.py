@@ -174,6 +174,11 @@ def register(
 
     validate_model_name(name)
     param_map, metric_map = _pairs(params, "param"), _metrics(metrics)
+    if feature_service is not None:
+        from features import VersionedRef
+
+        progress(f"checking that {feature_service} is registered in Feast")
+        env.cp.features.repo.service(VersionedRef.parse(feature_service))
     progress(f"loading {model_path}")
     model = load_model_file(model_path)
     example = load_input_example(input_example)

@@ -79,7 +79,6 @@ def register(capsys, files: dict[str, Path], name: str, *extra: str) -> tuple[in
         "--training-data", str(files["train"]),
         "--param", "lr=0.1",
         "--metric", "auc=0.8",
-        "--feature-service", "user_stats@2",
         *extra,
     )  # fmt: skip
 
@@ -115,7 +114,7 @@ def test_register_list_show_lineage_round_trip(capsys, files, model_name: str) -
 
     graph = run_json(capsys, "lineage", f"{model_name}@1")
     kinds = {n["kind"] for n in graph["nodes"]}
-    assert kinds == {"feature_service", "dataset", "run", "model_version", "event"}
+    assert kinds == {"dataset", "run", "model_version", "event"}
     assert {"source": f"run:{registered['run_id']}", "target": f"model_version:{model_name}@1",
             "relation": "produced"} in graph["edges"]  # fmt: skip
 
@@ -123,7 +122,7 @@ def test_register_list_show_lineage_round_trip(capsys, files, model_name: str) -
     assert code == 0
     assert out.splitlines()[0] == f"{model_name}@1  [registered]"
     assert "├── run" in out
-    assert "user_stats@2" in out
+    assert "(no feature service pinned)" in out
 
     code, out, _ = run(capsys, "models", "show", f"{model_name}@1")
     assert "artifact_sha256" in out

@@ -56,10 +56,13 @@ def test_concurrent_retries_with_one_key_make_one_version(
     """Two CI retries racing with the same key: one registers, the other returns it or is
     told to retry; never two versions."""
     results: list[object] = []
+    # Built once: torch's seeded initialisation is process-global and not thread-safe, and the
+    # two retries must carry the same content, as two runs of one CI job do.
+    request = req(model_name, 5, key="race")
 
     def attempt() -> None:
         try:
-            results.append(pg_cp.registry.register(req(model_name, 5, key="race")))
+            results.append(pg_cp.registry.register(request))
         except Exception as exc:
             results.append(exc)
 
@@ -72,7 +75,7 @@ def test_concurrent_retries_with_one_key_make_one_version(
     errors = [r for r in results if isinstance(r, Exception)]
     assert versions
     assert {v.version for v in versions} == {1}  # type: ignore[attr-defined]
-    assert all("still in progress" in str(e) for e in errors)
+    assert all("still in progress" in str(e) for e in errors), errors
     assert len(pg_cp.registry.versions(model_name)) == 1
 
 
@@ -82,9 +85,11 @@ def test_concurrent_registrations_get_distinct_versions(
     """Two pipelines registering new content at once: two versions, each with its lineage."""
     results: list[object] = []
 
+    requests = {seed: req(model_name, seed) for seed in (11, 12)}  # built before the threads
+
     def attempt(seed: int) -> None:
         try:
-            results.append(pg_cp.registry.register(req(model_name, seed)))
+            results.append(pg_cp.registry.register(requests[seed]))
         except Exception as exc:
             results.append(exc)
 
