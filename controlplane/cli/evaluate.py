@@ -35,6 +35,11 @@ if TYPE_CHECKING:
     metavar="A,B,C",
     help="the model's input columns, in order (default: every numeric column but the label)",
 )
+@click.option(
+    "--feature-service",
+    metavar="NAME@VERSION",
+    help="build the rows from Feast: --data then holds entity keys, event_timestamp and labels",
+)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @pass_env
 def evaluate(
@@ -44,16 +49,21 @@ def evaluate(
     label: str,
     task: str,
     features: str | None,
+    feature_service: str | None,
     as_json: bool,
 ) -> None:
     """Evaluate REF (NAME@VERSION or NAME@ALIAS) on labelled data, and the model's champion on
     the same rows; the metrics are logged to MLflow and kept for promotion gates."""
+    columns = _columns(features)
+    if feature_service is not None:
+        data, service_features = _from_feast(env, feature_service, data, label)
+        columns = columns or service_features
     candidate, champion = env.cp.evaluations.evaluate(
         ref,
         data,
         label,
         cast("Task", task),
-        feature_columns=_columns(features),
+        feature_columns=columns,
         progress=progress,
     )
     if as_json:
@@ -116,3 +126,20 @@ def _to_dict(evaluation: Evaluation | None) -> dict[str, Any] | None:
     if evaluation is None:
         return None
     return {**asdict(evaluation), "ref": f"{evaluation.name}@{evaluation.version}"}
+
+
+def _from_feast(env: Env, service: str, entities: Path, label: str) -> tuple[Path, list[str]]:
+    """The evaluation rows as Feast served them at each entity row's time, kept as a file
+    (named by its fingerprint) so the data-quality gate can read the same rows later."""
+    from features import read_dataset
+
+    progress(f"joining {service} onto {entities} (point in time)")
+    ts = env.cp.features.training_set(service, read_dataset(entities), labels=(label,))
+    out = (
+        env.settings.home
+        / "evaluations"
+        / f"{service.replace('@', '-v')}-{ts.fingerprint.sha256[:16]}.parquet"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ts.frame.to_parquet(out, index=False)
+    return out, list(ts.features)

@@ -151,3 +151,35 @@ def test_unknown_feature_service_is_refused_at_registration(
     code = main(argv)
     assert code == 2
     assert "mlcp features list" in capsys.readouterr().err
+
+
+def test_evaluate_builds_its_rows_from_the_feature_service(
+    cp: ControlPlane, repo: Path, capsys, model_name: str
+) -> None:
+    import torch
+
+    assert main(["features", "materialize", "user_stats@1", "--start", "2026-01-01"]) == 0
+    torch.save(torch.nn.Linear(2, 1), repo / "m.pt")
+    np.save(repo / "x.npy", np.ones((2, 2), np.float32))
+    argv = ["models", "register", model_name, "--model", str(repo / "m.pt"), "--input-example",
+            str(repo / "x.npy"), "--feature-service", "user_features@1"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    hours = [pd.Timedelta(hours=h) for h in (1, 1, 1, 2)]
+    entities = pd.DataFrame(
+        {
+            "user_id": [0, 1, 2, 0],
+            "label": [0, 1, 1, 0],
+            "event_timestamp": [DAY + h for h in hours],
+        }
+    )
+    entities.to_parquet(repo / "eval_entities.parquet", index=False)
+    code, result = cli_json(
+        capsys, "evaluate", f"{model_name}@1", "--data", str(repo / "eval_entities.parquet"),
+        "--label", "label", "--feature-service", "user_features@1",
+    )  # fmt: skip
+    assert code == 0
+    candidate = result["candidate"]
+    assert candidate["dataset_rows"] == 4
+    assert set(candidate["metrics"]) >= {"accuracy", "log_loss"}
+    assert Path(candidate["dataset_source"]).parent == cp.settings.home / "evaluations"
