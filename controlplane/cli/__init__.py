@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -109,23 +109,52 @@ def _register_commands() -> None:
 _register_commands()
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it), as lastResort does."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+class _LibraryNoise(logging.Filter):
+    """Drops what libraries say below WARNING and the deprecations they trigger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "DeprecationWarning" not in record.getMessage()
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter off the CLI's stderr; idempotent (tests call ``main`` often).
+
+    Libraries set INFO on their own loggers (GX does at import) and some call basicConfig;
+    GX also routes warnings through logging (captureWarnings). A root handler that passes
+    only warnings, minus deprecations, keeps stderr for mlcp's own lines. Deprecations in
+    MLflow, Feast and GX are their maintainers' to fix; the test suite still turns them
+    into errors (allow-listed by text).
+    """
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    root = logging.getLogger()
+    if any(isinstance(f, _LibraryNoise) for h in root.handlers for f in h.filters):
+        return
+    handler = _Stderr()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("mlcp: %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_LibraryNoise())
+    root.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run, then map any error to one stderr line and an exit code."""
     # Our progress lines are the CLI's stderr; MLflow's INFO chatter and progress bars are not.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    # Libraries set INFO on their own loggers (GX does at import) and some call basicConfig:
-    # a root handler that only passes warnings keeps their chatter off the CLI's stderr.
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("mlcp: %(levelname)s %(name)s: %(message)s"))
-    # Deprecations inside MLflow, Feast and GX are their maintainers' to fix, not the CLI
-    # user's to read (the test suite still turns them into errors, allow-listed). GX routes
-    # warnings through logging (captureWarnings), so they are dropped at the handler too.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    handler.addFilter(lambda record: "DeprecationWarning" not in record.getMessage())
-    logging.getLogger().addHandler(handler)
+    _quiet_libraries()
     try:
         # Without standalone mode click returns the code of a click.exceptions.Exit.
         result = cli.main(args=argv, prog_name="mlcp", standalone_mode=False)
