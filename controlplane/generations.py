@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane import audit
 from controlplane.db.models import FeatureGenerationRow
+from controlplane.db.upsert import insert_if_missing
 
 
 class DbGenerations:
@@ -42,12 +42,8 @@ class DbGenerations:
 
 def bump_in(session: Session, view: str, now: datetime) -> int:
     """Increment ``view``'s generation inside the caller's transaction; returns the new one."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(FeatureGenerationRow)
-        .values(view=view, generation=0, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["view"])
+    insert_if_missing(
+        session, FeatureGenerationRow, "view", view=view, generation=0, updated_at=now
     )
     row = session.execute(
         select(FeatureGenerationRow).where(FeatureGenerationRow.view == view).with_for_update()

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane import audit
 from controlplane.db.models import GateRunRow, ModelRow, ModelVersionRow
+from controlplane.db.upsert import insert_if_missing
 from controlplane.errors import ConcurrentChange, InvalidTransition
 from controlplane.policy import PolicyStore, StoredPolicy
 from registry import ModelRef, ModelVersion, Registrar
@@ -439,13 +439,7 @@ class PromotionService:
 
 
 def _locked_model_row(session: Session, name: str, now: datetime) -> ModelRow:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(ModelRow)
-        .values(name=name, revision=0, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
+    insert_if_missing(session, ModelRow, "name", name=name, revision=0, updated_at=now)
     return session.execute(
         select(ModelRow).where(ModelRow.name == name).with_for_update()
     ).scalar_one()
