@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from controlplane.context import ControlPlane
     from controlplane.errors import (
-        AuditChainBroken,
         ControlPlaneError,
         DatabaseUnavailable,
         SchemaOutOfDate,
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
     from controlplane.settings import Settings, load_settings
 
 _WHERE = {
-    "AuditChainBroken": "controlplane.errors",
     "ControlPlane": "controlplane.context",
     "ControlPlaneError": "controlplane.errors",
     "DatabaseUnavailable": "controlplane.errors",
@@ -37,7 +35,6 @@ _WHERE = {
 }
 
 __all__ = [
-    "AuditChainBroken",
     "ControlPlane",
     "ControlPlaneError",
     "DatabaseUnavailable",

@@ -107,7 +107,7 @@ def append(
     ).scalar_one()
     row = AuditRow(
         seq=head.seq + 1,
-        ts=_utc(clock()),
+        ts=as_utc(clock()),
         actor=actor,
         action=action,
         subject=subject,
@@ -196,10 +196,10 @@ def _jsonable(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else json.loads(json.dumps(value, default=str))
 
 
-def _utc(ts: datetime) -> datetime:
+def as_utc(ts: datetime) -> datetime:
     """Aware UTC. SQLite hands back naive datetimes; every timestamp we write is UTC."""
     return (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _ts(ts: datetime) -> str:
-    return _utc(ts).isoformat(timespec="microseconds")
+    return as_utc(ts).isoformat(timespec="microseconds")

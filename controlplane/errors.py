@@ -4,11 +4,9 @@
     ├── SettingsError          a bad MLCP_* variable or mlcp.toml key
     ├── DatabaseUnavailable    the control-plane database cannot be reached
     ├── SchemaOutOfDate        the database is behind the code's migrations
-    ├── AuditChainBroken       `audit verify` found an edited, inserted or deleted row
     ├── InvalidPolicy          a policy file with a bad key or value (names the key)
     ├── NoPolicy               promotion asked for a model that has no policy yet
     ├── InvalidTransition      the version is not in a state that allows the request
-    ├── PromotionRefused       the gates or the policy said no (exit 1)
     └── ConcurrentChange       the model changed between the gates and the transition (exit 1)
 
 The CLI maps every root (this one, RegistryError, FeatureStoreError, ServingError)
@@ -53,14 +51,6 @@ class SchemaOutOfDate(ControlPlaneError):
         )
 
 
-class AuditChainBroken(ControlPlaneError):
-    """The audit log's hash chain does not verify."""
-
-    def __init__(self, seq: int | None, why: str) -> None:
-        self.seq = seq
-        super().__init__(f"audit chain broken at row {seq}: {why}")
-
-
 class InvalidPolicy(ControlPlaneError):
     """A policy that does not validate; names the key to fix."""
 
@@ -89,15 +79,6 @@ class InvalidTransition(ControlPlaneError):
         self.ref = ref
         self.state = state
         super().__init__(f"{ref} is {state}; it cannot be {wanted}")
-
-
-class PromotionRefused(ControlPlaneError):
-    """Refused by a gate or the policy: a decision, not an error (exit 1)."""
-
-    def __init__(self, ref: str, reasons: list[str]) -> None:
-        self.ref = ref
-        self.reasons = reasons
-        super().__init__(f"{ref} refused: " + "; ".join(reasons))
 
 
 class ConcurrentChange(ControlPlaneError):

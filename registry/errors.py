@@ -133,3 +133,10 @@ class InvalidEvaluationData(RegistryError):
         self.why = why
         self.column = column
         super().__init__(f"cannot evaluate on this data: {why}")
+
+
+def first_line(exc: object) -> str:
+    """An exception's first line of text (its type name when it has none): third-party
+    messages run to pages, and ours quote them in one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
-from registry.errors import InvalidEvaluationData, InvalidModel
+from registry.errors import InvalidEvaluationData, InvalidModel, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,7 +217,7 @@ def _check_input_width(
     # their input guards with AssertionError.
     except (RuntimeError, AssertionError) as exc:
         expected, got = input_width(model), len(columns)
-        cause = _first_line(exc)
+        cause = first_line(exc)
         if expected == got:
             raise InvalidModel("the model", f"forward() failed on 2 rows: {cause}") from exc
         head = (
@@ -346,8 +346,3 @@ def _regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, flo
 def check_task(task: str) -> None:
     if task not in TASKS:
         raise InvalidEvaluationData(f"unknown task {task!r}; use one of: {', '.join(TASKS)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -35,6 +35,7 @@ from registry.errors import (
     RegistryError,
     RegistryUnavailable,
     VersionNotFound,
+    first_line,
 )
 from registry.hashing import directory_sha256
 
@@ -69,12 +70,12 @@ def translate_errors(uri: str) -> Iterator[None]:
         raise
     except MlflowException as exc:
         if "could not connect" in str(exc).lower() or "connection refused" in str(exc).lower():
-            raise RegistryUnavailable(uri, _first_line(exc)) from exc
-        raise RegistryError(f"MLflow refused the operation: {_first_line(exc)}") from exc
+            raise RegistryUnavailable(uri, first_line(exc)) from exc
+        raise RegistryError(f"MLflow refused the operation: {first_line(exc)}") from exc
     except sqlalchemy.exc.OperationalError as exc:
-        raise RegistryUnavailable(uri, _first_line(exc.orig or exc)) from exc
+        raise RegistryUnavailable(uri, first_line(exc.orig or exc)) from exc
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise RegistryError(f"MLflow's store failed: {_first_line(exc)}") from exc
+        raise RegistryError(f"MLflow's store failed: {first_line(exc)}") from exc
 
 
 def tensor_signature(model: torch.nn.Module, example: np.ndarray) -> ModelSignature:
@@ -86,7 +87,7 @@ def tensor_signature(model: torch.nn.Module, example: np.ndarray) -> ModelSignat
         raise InvalidModel(
             type(model).__name__,
             f"forward() fails on the input example of shape {tuple(example.shape)} "
-            f"({_first_line(exc)}); give an example the model accepts",
+            f"({first_line(exc)}); give an example the model accepts",
         ) from exc
     if not isinstance(out, torch.Tensor):
         raise InvalidModel(
@@ -191,7 +192,7 @@ class MlflowBackend:
             except (torch._dynamo.exc.Unsupported, RuntimeError, TypeError) as exc:
                 raise InvalidModel(
                     type(model).__name__,
-                    f"torch.export could not trace it ({_first_line(exc)}); make forward() "
+                    f"torch.export could not trace it ({first_line(exc)}); make forward() "
                     "free of data-dependent Python control flow, or register with "
                     "--format pickle (loading then needs MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true)",
                 ) from exc
@@ -413,7 +414,7 @@ def _probe_database(uri: str, timeout_s: float) -> None:
                 pass
         except sqlalchemy.exc.SQLAlchemyError as exc:
             raise RegistryUnavailable(
-                _redact(uri), _first_line(getattr(exc, "orig", None) or exc)
+                _redact(uri), first_line(getattr(exc, "orig", None) or exc)
             ) from exc
         finally:
             engine.dispose()
@@ -443,11 +444,6 @@ def _code(error_code: int) -> str:
     from mlflow.protos.databricks_pb2 import ErrorCode
 
     return str(ErrorCode.Name(error_code))
-
-
-def _first_line(exc: BaseException | object) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _now_ms() -> int:

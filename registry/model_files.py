@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from registry.errors import InvalidModel, InvalidRegistration
+from registry.errors import InvalidModel, InvalidRegistration, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +46,7 @@ def load_model_file(path: Path, allow_pickle: bool = True) -> torch.nn.Module:
             return torch.export.load(str(path)).module()
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for corrupt or foreign archives
-        raise InvalidModel(str(path), f"torch cannot load it ({_first_line(exc)}); {_HOW}") from exc
+        raise InvalidModel(str(path), f"torch cannot load it ({first_line(exc)}); {_HOW}") from exc
     if isinstance(obj, torch.jit.ScriptModule):
         raise InvalidModel(str(path), f"TorchScript modules can't be exported to pt2; {_HOW}")
     if isinstance(obj, torch.nn.Module):
@@ -65,14 +65,14 @@ def load_input_example(path: Path) -> np.ndarray:
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise InvalidRegistration("input example", f"{path}: {_first_line(exc)}") from exc
+            raise InvalidRegistration("input example", f"{path}: {first_line(exc)}") from exc
     elif suffix in (".parquet", ".csv"):
         import pandas as pd
 
         try:
             frame = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
         except (OSError, ValueError) as exc:
-            raise InvalidRegistration("input example", f"{path}: {_first_line(exc)}") from exc
+            raise InvalidRegistration("input example", f"{path}: {first_line(exc)}") from exc
         numeric = frame.select_dtypes("number")
         if numeric.shape[1] == 0:
             raise InvalidRegistration("input example", f"{path} has no numeric columns")
@@ -84,8 +84,3 @@ def load_input_example(path: Path) -> np.ndarray:
     if array.dtype == np.float64:
         array = array.astype(np.float32)
     return array
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -25,7 +25,7 @@ class Refused(click.ClickException):
 
 def report(exc: BaseException) -> int:
     """Print ``exc`` as one line on stderr and return its exit code."""
-    from controlplane.errors import ConcurrentChange, ControlPlaneError, PromotionRefused
+    from controlplane.errors import ConcurrentChange, ControlPlaneError
 
     if isinstance(exc, click.UsageError):
         where = exc.ctx.command_path if exc.ctx is not None else "mlcp"
@@ -34,7 +34,7 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, click.ClickException):
         _line(exc.format_message())
         return exc.exit_code
-    if isinstance(exc, PromotionRefused | ConcurrentChange):
+    if isinstance(exc, ConcurrentChange):
         _line(str(exc))
         return REFUSED
     if isinstance(exc, (ControlPlaneError, *_domain_roots())):

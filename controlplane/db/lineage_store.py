@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -182,9 +182,7 @@ def _to_version(row: ModelVersionRow) -> ModelVersion:
             columns=tuple(row.dataset_columns or ()),
             data_check=row.data_check,
         )
-    registered_at = row.completed_at or row.created_at
-    if registered_at.tzinfo is None:  # SQLite returns naive datetimes; we write UTC
-        registered_at = registered_at.replace(tzinfo=UTC)
+    registered_at = audit.as_utc(row.completed_at or row.created_at)
     return ModelVersion(
         name=row.model_name,
         version=row.version,
