@@ -1,0 +1,96 @@
+"""The serving tier's knobs, as small frozen value objects validated at construction.
+
+BatchingConfig(max_batch_size=32, max_delay_ms=2.0, max_queue=1024)
+RuntimeConfig(device="auto", dtype="float32")
+ServerConfig(default_timeout_ms=10_000, max_body_bytes=8 << 20)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _positive(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{owner}.{name} must be > 0, got {value}")
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """When a batch closes and how much may wait.
+
+    A batch closes when it holds ``max_batch_size`` rows or ``max_delay_ms`` after its first
+    request arrived, whichever comes first. Past ``max_queue`` waiting requests a version
+    answers 503 with ``Retry-After: retry_after_s``.
+    """
+
+    max_batch_size: int = 32
+    max_delay_ms: float = 2.0
+    max_queue: int = 1024
+    retry_after_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive(
+            "BatchingConfig",
+            max_batch_size=self.max_batch_size,
+            max_queue=self.max_queue,
+            retry_after_s=self.retry_after_s,
+        )
+        if not self.max_delay_ms >= 0:
+            raise ValueError(f"BatchingConfig.max_delay_ms must be >= 0, got {self.max_delay_ms}")
+
+    @property
+    def max_delay_s(self) -> float:
+        return self.max_delay_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how a version runs: ``device`` is ``auto`` (CUDA when present), ``cpu``,
+    ``cuda`` or ``cuda:N``; ``dtype`` casts the weights and inputs (half precision on GPU)."""
+
+    device: str = "auto"
+    dtype: str = "float32"
+    # Batch sizes run once before the version reports ready; empty: powers of two up to the
+    # batcher's max_batch_size.
+    warmup_batch_sizes: tuple[int, ...] = ()
+    # torch's intra-op threads on the CPU (process-wide); 0: half the cores, at least one.
+    cpu_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"RuntimeConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(
+                f"RuntimeConfig.device must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+            )
+        if self.cpu_threads < 0:
+            raise ValueError(f"RuntimeConfig.cpu_threads must be >= 0, got {self.cpu_threads}")
+        if any(size < 1 for size in self.warmup_batch_sizes):
+            raise ValueError("RuntimeConfig.warmup_batch_sizes must all be >= 1")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The HTTP tier: request limits, how often desired state is read, how windows are cut."""
+
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    default_timeout_ms: float = 10_000.0  # a request without X-Request-Timeout-Ms gets this
+    max_body_bytes: int = 8 << 20
+    poll_s: float = 1.0  # desired-state poll period (NOTIFY, where available, wakes it sooner)
+    window_s: float = 60.0  # per-version report window for the rollback controller
+    replica: str = ""  # names this replica in window reports; default host:pid
+    models: tuple[str, ...] = ()  # serve only these models; empty: every model with a champion
+
+    def __post_init__(self) -> None:
+        _positive(
+            "ServerConfig",
+            default_timeout_ms=self.default_timeout_ms,
+            max_body_bytes=self.max_body_bytes,
+            poll_s=self.poll_s,
+            window_s=self.window_s,
+        )

@@ -1,0 +1,167 @@
+"""Open Inference Protocol (KServe v2) REST bodies, and the entity endpoint's, with the checks
+that turn them into tensors. Every failure is an `InvalidInput` naming what is wrong.
+
+    request = parse_infer(body_bytes)
+    tensor = input_tensor(request, spec)           # validated against the version's TensorSpec
+    body = infer_response(spec, outputs, request.id)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from serving.errors import InvalidInput
+from serving.runtime import OIP_DTYPES, TORCH_TO_OIP
+from serving.spec import ModelSpec, TensorSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestInput(_Strict):
+    name: str
+    shape: list[int] = Field(min_length=1)
+    datatype: str
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class RequestOutput(_Strict):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(_Strict):
+    """``POST /v2/models/{name}[/versions/{v}]/infer``."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class PredictRequest(_Strict):
+    """``POST /v1/models/{name}/predict``: entity keys; the server looks the features up."""
+
+    entities: list[dict[str, str | int | float | bool]] = Field(min_length=1)
+    id: str | None = None
+
+
+def parse_body(model: type[BaseModel], body: bytes) -> Any:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+    return "; ".join(parts) + more
+
+
+def input_tensor(request: InferenceRequest, spec: ModelSpec) -> torch.Tensor:
+    """The request's one input as a tensor of the spec's dtype and (batch, ...) shape."""
+    if len(request.inputs) != len(spec.inputs) or not spec.inputs:
+        names = [s.name for s in spec.inputs]
+        raise InvalidInput(
+            f"{spec.ref} takes {len(names)} input(s) {names}, got {len(request.inputs)}"
+        )
+    given, expected = request.inputs[0], spec.inputs[0]
+    if given.name != expected.name:
+        raise InvalidInput(f"unknown input {given.name!r}; {spec.ref} takes {expected.name!r}")
+    if given.datatype != expected.datatype:
+        raise InvalidInput(
+            f"input {given.name!r} has datatype {given.datatype}; "
+            f"{spec.ref} takes {expected.datatype}"
+        )
+    _check_shape(given.shape, expected)
+    dtype = OIP_DTYPES[expected.datatype]
+    try:
+        tensor = torch.tensor(given.data, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise InvalidInput(
+            f"input {given.name!r}: data is not {expected.datatype} ({exc})"
+        ) from None
+    count = math.prod(given.shape)
+    if tensor.numel() != count:
+        raise InvalidInput(
+            f"input {given.name!r}: shape {given.shape} needs {count} values, "
+            f"data has {tensor.numel()}"
+        )
+    tensor = tensor.reshape(given.shape)
+    if not spec.allow_nan and tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+        raise InvalidInput(
+            f"input {given.name!r} holds NaN or infinity, which {spec.ref} does not accept"
+        )
+    return tensor
+
+
+def _check_shape(shape: list[int], expected: TensorSpec) -> None:
+    if len(shape) != len(expected.shape) or any(
+        want != -1 and got != want for got, want in zip(shape, expected.shape, strict=True)
+    ):
+        raise InvalidInput(
+            f"input {expected.name!r} has shape {shape}; expected {list(expected.shape)} "
+            "(-1: any size)"
+        )
+    if shape[0] < 1:
+        raise InvalidInput(f"input {expected.name!r} has no rows")
+
+
+def output_dict(spec: ModelSpec, outputs: torch.Tensor) -> dict[str, Any]:
+    name = spec.outputs[0].name if spec.outputs else "output"
+    return {
+        "name": name,
+        "shape": list(outputs.shape),
+        "datatype": TORCH_TO_OIP.get(outputs.dtype, "FP32"),
+        "data": outputs.reshape(-1).tolist(),
+    }
+
+
+def infer_response(
+    spec: ModelSpec, outputs: torch.Tensor, request_id: str | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model_name": spec.name,
+        "model_version": str(spec.version),
+        "outputs": [output_dict(spec, outputs)],
+    }
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
+def model_metadata(spec: ModelSpec, platform: str = "pytorch") -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "versions": [str(spec.version)],
+        "platform": platform,
+        "inputs": [s.to_dict() for s in spec.inputs],
+        "outputs": [s.to_dict() for s in spec.outputs],
+        "parameters": {
+            "feature_service": spec.feature_service,
+            "feature_names": list(spec.feature_names),
+        },
+    }
+
+
+def prediction_values(outputs: torch.Tensor) -> list[Any]:
+    """One prediction per row: a number for a one-column output, else the row as a list."""
+    flat = outputs.reshape(outputs.shape[0], -1)
+    if flat.shape[1] == 1:
+        return flat[:, 0].tolist()
+    return flat.tolist()

@@ -1,0 +1,200 @@
+"""One served version: its runtime, its batcher, its window, and how requests become a batch.
+
+    served = ServedVersion(loaded, runtime, "champion", config, lookup=lookup, ...)
+    served.start()
+    outputs = await served.submit(TensorRows(x), rows=4, deadline=d, budget_ms=500)
+    outputs = await served.submit(EntityRows([{"customer_id": 7}]), 1, d, 500)
+    await served.drain()            # answers what is queued, takes nothing new
+
+A request carries either a tensor (`TensorRows`, from the Open Inference Protocol) or entity
+keys (`EntityRows`); a batch holding entity keys fetches all of their features in one lookup
+on a worker thread, so that read overlaps the previous batch's compute.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import torch
+
+from serving.batching import BatchMetrics, DynamicBatcher, PreparedBatch
+from serving.config import ServerConfig
+from serving.errors import InvalidInput, ServingError, UnknownEntities
+from serving.runtime import ModelRuntime
+from serving.spec import FeatureLookup, LoadedModel, ModelSpec
+from serving.windows import WindowRecorder
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRows:
+    """A request's input tensor, already validated against the spec."""
+
+    tensor: torch.Tensor
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRows:
+    """A request's entity keys; the batch looks their features up."""
+
+    entities: list[dict[str, Any]]
+
+
+Payload = TensorRows | EntityRows
+
+
+class FeatureAssembler:
+    """Turns feature rows from the lookup into the model's input tensor, column by column in
+    ``spec.feature_names`` order; unknown entities and disallowed nulls fail their request."""
+
+    def __init__(self, spec: ModelSpec, lookup: FeatureLookup | None, dtype: torch.dtype) -> None:
+        self.spec, self.lookup, self.dtype = spec, lookup, dtype
+
+    def prepare(self, payloads: list[Payload]) -> PreparedBatch:
+        entities = [e for p in payloads if isinstance(p, EntityRows) for e in p.entities]
+        rows = self._lookup_all(payloads, entities) if entities else []
+        parts: list[torch.Tensor] = []
+        errors: list[ServingError | None] = []
+        counts: list[int] = []
+        cursor = 0
+        for payload in payloads:
+            if isinstance(payload, TensorRows):
+                parts.append(payload.tensor)
+                errors.append(None)
+                counts.append(payload.tensor.shape[0])
+                continue
+            n = len(payload.entities)
+            mine, cursor = rows[cursor : cursor + n], cursor + n
+            try:
+                parts.append(self._tensor(payload.entities, mine))
+                errors.append(None)
+                counts.append(n)
+            except ServingError as exc:
+                errors.append(exc)
+                counts.append(0)
+        inputs = torch.cat(parts) if len(parts) > 1 else (parts[0] if parts else None)
+        has_errors = any(e is not None for e in errors)
+        return PreparedBatch(inputs, errors if has_errors else None, counts)
+
+    def _lookup_all(
+        self, payloads: list[Payload], entities: list[dict[str, Any]]
+    ) -> list[Mapping[str, Any] | ServingError | None]:
+        if self.lookup is None or not self.spec.feature_service:
+            raise InvalidInput(
+                f"{self.spec.ref} was registered without a feature service, so it can't look "
+                "features up by entity key; call /v2/models/{name}/infer with the feature values"
+            )
+        try:
+            return list(self.lookup.lookup(self.spec.feature_service, entities))
+        except InvalidInput:
+            pass
+        # One request's bad keys failed the whole batch's lookup: look each request up alone
+        # so only that request fails.
+        out: list[Mapping[str, Any] | ServingError | None] = []
+        for payload in payloads:
+            if isinstance(payload, EntityRows):
+                try:
+                    out.extend(self.lookup.lookup(self.spec.feature_service, payload.entities))
+                except InvalidInput as exc:
+                    out.extend([exc] * len(payload.entities))
+        return out
+
+    def _tensor(
+        self,
+        entities: list[dict[str, Any]],
+        rows: Sequence[Mapping[str, Any] | ServingError | None],
+    ) -> torch.Tensor:
+        for row in rows:
+            if isinstance(row, ServingError):
+                raise row
+        unknown = [entities[i] for i, row in enumerate(rows) if row is None]
+        if unknown:
+            raise UnknownEntities(self.spec.feature_service or "", unknown)
+        names = self.spec.feature_names
+        found = cast("list[Mapping[str, Any]]", rows)
+        values = [[_number(row, name) for name in names] for row in found]
+        tensor = torch.tensor(values, dtype=self.dtype)
+        if not self.spec.allow_nan and tensor.is_floating_point() and bool(tensor.isnan().any()):
+            bad = sorted({names[j] for i, j in tensor.isnan().nonzero().tolist()})
+            raise InvalidInput(
+                f"the online store has no value for {', '.join(bad)} of some of these entities "
+                f"and {self.spec.ref} does not accept NaN; materialize the feature view again"
+            )
+        return tensor
+
+
+def _number(row: Mapping[str, Any], name: str) -> float:
+    value = row.get(name)
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"feature {name!r} is {value!r}, not a number") from None
+
+
+def split_rows(outputs: torch.Tensor, rows: list[int]) -> list[torch.Tensor]:
+    return list(torch.split(outputs, rows)) if len(rows) > 1 else [outputs]
+
+
+class ServedVersion:
+    """A loaded version taking traffic under one role (champion, challenger, shadow)."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        runtime: ModelRuntime,
+        role: str,
+        config: ServerConfig,
+        *,
+        lookup: FeatureLookup | None,
+        prepare_pool: ThreadPoolExecutor,
+        replica: str,
+        started_at: datetime,
+        metrics: BatchMetrics | None = None,
+    ) -> None:
+        self.spec: ModelSpec = loaded.spec
+        self.runtime = runtime
+        self.role = role
+        self.recorder = WindowRecorder(self.spec, role, replica, started_at)
+        self.assembler = FeatureAssembler(self.spec, lookup, runtime.input_dtype)
+        self.batcher: DynamicBatcher[Payload] = DynamicBatcher(
+            self.spec.ref,
+            self.assembler.prepare,
+            self._compute,
+            split_rows,
+            config.batching,
+            metrics=metrics,
+            prepare_in_thread=_has_entities,
+            prepare_pool=prepare_pool,
+            estimate_s=runtime.estimate_s,
+        )
+
+    @property
+    def ref(self) -> str:
+        return self.spec.ref
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    def set_role(self, role: str) -> None:
+        self.role = self.recorder.role = role
+
+    def _compute(self, inputs: torch.Tensor) -> torch.Tensor:
+        outputs = self.runtime.forward(inputs)
+        self.recorder.record_batch(inputs, outputs)
+        return outputs
+
+    def submit(self, payload: Payload, rows: int, deadline: float, budget_ms: float) -> Any:
+        return self.batcher.submit(payload, rows, deadline, budget_ms)
+
+    async def drain(self) -> None:
+        await self.batcher.drain()
+
+
+def _has_entities(payloads: list[Payload]) -> bool:
+    return any(isinstance(p, EntityRows) for p in payloads)
