@@ -4,12 +4,16 @@ compare-and-set.
     result = promotions.promote("churn@2", actor="ci")               # to production
     result = promotions.promote("churn@2", actor="ci", canary_percent=10)
     result.outcome  # promoted | canary | pending_approval | refused | conflict
+    promotions.shadow("churn@3", actor="ci", reason="compare on live traffic")
+    promotions.unshadow("churn", actor="ci", reason="seen enough")
 
 The gates run against a snapshot of the model's row (its ``revision``); the transition
 locks that row and goes ahead only if the revision is unchanged. Two pipelines promoting
 at once can't both win: the loser is told the model changed and nothing of it is moved.
 MLflow's ``champion`` / ``challenger`` aliases move inside the same transaction, before
-its commit, and are put back if the commit fails.
+its commit, and are put back if the commit fails. A shadow gets a copy of the model's
+traffic and answers nobody: it needs no gates and has no alias. Every change of who serves
+bumps the revision and, on PostgreSQL, notifies the serving replicas at commit.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from controlplane.db.models import GateRunRow, ModelRow, ModelVersionRow
 from controlplane.db.upsert import insert_if_missing
 from controlplane.errors import ConcurrentChange, InvalidTransition
 from controlplane.policy import PolicyStore, StoredPolicy
-from registry import ModelRef, ModelVersion, Registrar
+from controlplane.serving.desired_state import notify_desired_state
+from registry import ModelRef, ModelVersion, Registrar, validate_model_name
 from registry.gates.base import GateContext, GateReport, GateResult, run_gates
 
 if TYPE_CHECKING:
@@ -45,6 +50,17 @@ class Snapshot:
     revision: int
     champion: int | None
     challenger: int | None
+    shadow: int | None = None
+    canary_percent: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "canary_percent": self.canary_percent,
+            "shadow": self.shadow,
+        }
 
 
 @dataclass(frozen=True)
@@ -104,7 +120,7 @@ class PromotionService:
             row = session.get(ModelRow, name)
         if row is None:
             return Snapshot(0, None, None)
-        return Snapshot(row.revision, row.champion_version, row.challenger_version)
+        return _snapshot(row)
 
     def gate_runs(self, ref: str) -> list[dict[str, Any]]:
         version = self.registrar.get(ref)
@@ -204,6 +220,52 @@ class PromotionService:
         run = self._pending_run(version)
         self._set_state(version, "rejected", actor, reason, run.id)
         return self.registrar.get(version.ref)
+
+    # -- shadow -------------------------------------------------------------------------------
+    def shadow(self, ref: str | ModelRef, actor: str, reason: str | None = None) -> Snapshot:
+        """Mirror the model's traffic to ``ref``: its answers are recorded, never returned.
+
+        Replaces any other shadow; setting the current shadow again changes nothing. No
+        gates run: a shadow answers nobody. Refused for the champion and the challenger,
+        which already take traffic.
+        """
+        version = self.registrar.get(ref)
+        return self._set_shadow(version.name, version, actor, reason or f"shadowed by {actor}")
+
+    def unshadow(self, name: str, actor: str, reason: str | None = None) -> Snapshot:
+        """Stop mirroring the model's traffic; nothing to do when it has no shadow."""
+        self.registrar.versions(validate_model_name(name))  # ModelNotFound, naming the fix
+        return self._set_shadow(name, None, actor, reason or f"shadow removed by {actor}")
+
+    def _set_shadow(
+        self, name: str, version: ModelVersion | None, actor: str, reason: str
+    ) -> Snapshot:
+        wanted = version.version if version is not None else None
+        with self.sessions.begin() as session:
+            model = _locked_model_row(session, name, self.clock())
+            if version is not None:
+                _check_shadowable(model, version)
+            previous = model.shadow_version
+            if previous == wanted:
+                return _snapshot(model)  # already so: no revision, no audit row, no wake-up
+            before = _deployment_state(model)
+            model.shadow_version = wanted
+            model.revision += 1
+            model.updated_at = self.clock()
+            audit.append(
+                session,
+                actor=actor,
+                action="model.shadow" if version is not None else "model.unshadow",
+                # The version whose role changed, so its lineage shows the shadow period.
+                subject=version.ref if version is not None else f"{name}@{previous}",
+                before=before,
+                after=_deployment_state(model),
+                reason=reason,
+                evidence={"revision": model.revision},
+                clock=self.clock,
+            )
+            notify_desired_state(session, name)
+            return _snapshot(model)
 
     # -- internals ----------------------------------------------------------------------------
     def _context(self, version: ModelVersion, snap: Snapshot, stored: StoredPolicy) -> GateContext:
@@ -344,11 +406,7 @@ class PromotionService:
                         f"revision {snap.revision} (champion {snap.champion})",
                         f"revision {model.revision} (champion {model.champion_version})",
                     )
-                before = {
-                    "champion": model.champion_version,
-                    "challenger": model.challenger_version,
-                    "canary_percent": model.canary_percent,
-                }
+                before = _deployment_state(model)
                 evidence: dict[str, Any] = {"gate_run_id": gate_run_id}
                 owned = {a: v for a, v in aliases_before.items() if a in (CHAMPION, CHALLENGER)}
                 expected = {a: before[a] for a in (CHAMPION, CHALLENGER) if before[a] is not None}
@@ -368,13 +426,11 @@ class PromotionService:
                         self._demote_challenger(session, version.name, model.challenger_version)
                     model.challenger_version, model.canary_percent = version.version, percent
                     row.state = "canary"
+                if model.shadow_version == version.version:
+                    model.shadow_version = None  # it takes real traffic now: no more mirroring
                 model.revision += 1
                 model.updated_at = self.clock()
-                after = {
-                    "champion": model.champion_version,
-                    "challenger": model.challenger_version,
-                    "canary_percent": model.canary_percent,
-                }
+                after = _deployment_state(model)
                 audit.append(
                     session,
                     actor=actor,
@@ -386,6 +442,7 @@ class PromotionService:
                     evidence={**evidence, "revision": model.revision},
                     clock=self.clock,
                 )
+                notify_desired_state(session, version.name)
                 moved = True
                 backend.set_alias(version.name, CHAMPION, after["champion"])
                 backend.set_alias(version.name, CHALLENGER, after["challenger"])
@@ -443,6 +500,38 @@ def _locked_model_row(session: Session, name: str, now: datetime) -> ModelRow:
     return session.execute(
         select(ModelRow).where(ModelRow.name == name).with_for_update()
     ).scalar_one()
+
+
+def _snapshot(row: ModelRow) -> Snapshot:
+    return Snapshot(
+        row.revision,
+        row.champion_version,
+        row.challenger_version,
+        row.shadow_version,
+        row.canary_percent,
+    )
+
+
+def _deployment_state(model: ModelRow) -> dict[str, Any]:
+    """Who serves, as audit rows record it before and after a change."""
+    return {
+        "champion": model.champion_version,
+        "challenger": model.challenger_version,
+        "canary_percent": model.canary_percent,
+        "shadow": model.shadow_version,
+    }
+
+
+def _check_shadowable(model: ModelRow, version: ModelVersion) -> None:
+    off = f"shadow another version, or stop with `mlcp shadow {version.name} --off`"
+    if model.champion_version == version.version:
+        raise InvalidTransition(version.ref, "the champion", f"its own shadow; {off}")
+    if model.challenger_version == version.version:
+        raise InvalidTransition(
+            version.ref,
+            f"the challenger of a {model.canary_percent}% canary",
+            f"a shadow too (it already takes traffic); {off}",
+        )
 
 
 def _version_row(session: Session, version: ModelVersion) -> ModelVersionRow:

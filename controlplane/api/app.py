@@ -1,5 +1,6 @@
 """The control-plane REST API: models, versions, lineage, gates, policies, promotion,
-approval, audit and tokens. Every route but /healthz needs a bearer token.
+approval, shadows, serving windows, audit and tokens. Every route but /healthz needs a
+bearer token.
 
     uvicorn.run(create_app(ControlPlane.open()))      # what `mlcp api` does
 """
@@ -21,6 +22,7 @@ from controlplane.context import ControlPlane
 from controlplane.lineage import build_lineage
 from controlplane.policy import Policy
 from controlplane.tokens import ROLES, Principal
+from registry import validate_model_name
 
 Reader = Annotated[Principal, Depends(require("read"))]
 Registrant = Annotated[Principal, Depends(require("register"))]
@@ -37,6 +39,13 @@ class _Body(BaseModel):
 
 class PromoteBody(_Body):
     canary_percent: int | None = Field(default=None, ge=1, le=99)
+
+
+class ShadowBody(_Body):
+    """``{"version": 3}`` mirrors the model's traffic to version 3; ``{"version": null}`` stops."""
+
+    version: int | None = Field(ge=1, description="the version to shadow; null to stop")
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 class DecisionBody(_Body):
@@ -173,6 +182,25 @@ def create_app(cp: ControlPlane) -> FastAPI:
             raise HTTPException(422, "reason: say why the version is rejected")
         v = cp.promotions.reject(ref(name, version), _actor(who), body.reason)
         return {"ref": v.ref, "state": v.state, "reason": body.reason}
+
+    @app.post("/v1/models/{name}/shadow")
+    def shadow(name: str, body: ShadowBody, who: Promoter) -> dict[str, Any]:
+        if body.version is None:
+            snap = cp.promotions.unshadow(name, _actor(who), body.reason)
+        else:
+            snap = cp.promotions.shadow(ref(name, str(body.version)), _actor(who), body.reason)
+        return {"name": name, **snap.to_dict()}
+
+    @app.get("/v1/models/{name}/windows")
+    def windows(
+        name: str,
+        _: Reader,
+        version: Annotated[int | None, Query(ge=1)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        from controlplane.serving import serving_windows
+
+        return serving_windows(cp.sessions, validate_model_name(name), version, limit)
 
     @app.get("/v1/audit")
     def audit_list(

@@ -90,6 +90,9 @@ def _register_commands() -> None:
         models,
         policy,
         promote,
+        serve,
+        serving,
+        shadow,
     )
 
     cli.add_command(db.db)
@@ -102,6 +105,9 @@ def _register_commands() -> None:
     cli.add_command(api.api)
     cli.add_command(api.tokens)
     cli.add_command(features.features)
+    cli.add_command(serve.serve)
+    cli.add_command(serving.serving)
+    cli.add_command(shadow.shadow)
     for command in (promote.promote, promote.approve, promote.reject, promote.gates):
         cli.add_command(command)
 

@@ -10,6 +10,8 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -78,8 +80,8 @@ class ModelVersionRow(Base):
 
 
 class ModelRow(Base):
-    """Per-model deployment state: who is champion and challenger. ``revision`` is the
-    compare-and-set counter every transition bumps under a row lock."""
+    """Per-model deployment state: who is champion, challenger and shadow. ``revision`` is
+    the compare-and-set counter every transition bumps under a row lock."""
 
     __tablename__ = "mlcp_models"
 
@@ -87,6 +89,7 @@ class ModelRow(Base):
     champion_version: Mapped[int | None] = mapped_column(Integer)
     challenger_version: Mapped[int | None] = mapped_column(Integer)
     canary_percent: Mapped[int | None] = mapped_column(Integer)
+    shadow_version: Mapped[int | None] = mapped_column(Integer)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -213,3 +216,35 @@ class FeatureGenerationRow(Base):
     view: Mapped[str] = mapped_column(String(100), primary_key=True)  # the Feast view name
     generation: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ServingWindowRow(Base):
+    """One replica's report window of one served version, for the rollback controller.
+
+    The counters the controller filters on are columns; ``body`` is the whole
+    ``serving.windows.Window.to_dict()`` (latency histogram, feature and prediction sketches).
+    """
+
+    __tablename__ = "mlcp_serving_windows"
+    __table_args__ = (
+        Index(
+            "ix_mlcp_serving_windows_model_name_version_ended_at",
+            "model_name",
+            "version",
+            "ended_at",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    replica: Mapped[str] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))  # champion | challenger | shadow | retired
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    rejected: Mapped[int] = mapped_column(BigInteger)
+    latency_sum_s: Mapped[float] = mapped_column(Float)
+    body: Mapped[dict[str, Any]] = mapped_column(Json)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -257,3 +257,85 @@ def test_alias_moved_by_hand_is_reported_and_corrected(world: World) -> None:
         "found": {"champion": v2},
         "expected": {"champion": v1},
     }
+
+
+# -- shadow ---------------------------------------------------------------------------------------
+def test_shadow_then_unshadow_moves_only_the_shadow_and_is_audited(world: World) -> None:
+    world.policy("gates: {drift_reference: true}\n")
+    v1, v2 = world.register(W), world.register(W * 2)
+    promotions = world.cp.promotions
+    promotions.promote(f"{world.name}@{v1}", "ci")
+
+    snap = promotions.shadow(f"{world.name}@{v2}", "alice", "compare on live traffic")
+    assert (snap.champion, snap.challenger, snap.shadow, snap.revision) == (v1, None, v2, 2)
+    assert promotions.snapshot(world.name) == snap
+    assert world.aliases() == {"champion": v1}  # a shadow answers nobody: no alias
+    assert world.state(v2) == "registered"
+
+    off = promotions.unshadow(world.name, "bob", "seen enough")
+    assert (off.shadow, off.revision) == (None, 3)
+    with world.cp.sessions() as s:
+        shadowed, unshadowed = (
+            audit.entries(s, subject=f"{world.name}@{v2}", action=a)[0]
+            for a in ("model.shadow", "model.unshadow")
+        )
+        assert audit.verify(s).ok
+    assert (shadowed.actor, shadowed.reason) == ("alice", "compare on live traffic")
+    assert shadowed.before == {"champion": v1, "challenger": None, "canary_percent": None,
+                               "shadow": None}  # fmt: skip
+    assert shadowed.after is not None
+    assert shadowed.after["shadow"] == v2
+    assert unshadowed.before is not None
+    assert (unshadowed.before["shadow"], unshadowed.after) == (v2, shadowed.before)
+    assert unshadowed.evidence == {"revision": 3}
+
+
+def test_shadow_refuses_the_champion_the_challenger_and_unknown_versions(world: World) -> None:
+    from registry import ModelNotFound, VersionNotFound
+
+    world.policy("gates: {drift_reference: true}\n")
+    v1, v2 = world.register(W), world.register(W * 2)
+    promotions = world.cp.promotions
+    promotions.promote(f"{world.name}@{v1}", "ci")
+    promotions.promote(f"{world.name}@{v2}", "ci", canary_percent=10)
+    before = promotions.snapshot(world.name)
+
+    off = rf"is the champion; .*mlcp shadow {world.name} --off"
+    with pytest.raises(InvalidTransition, match=off):
+        promotions.shadow(f"{world.name}@champion", "ci")
+    with pytest.raises(InvalidTransition, match="challenger of a 10% canary"):
+        promotions.shadow(f"{world.name}@{v2}", "ci")
+    with pytest.raises(VersionNotFound):
+        promotions.shadow(f"{world.name}@9", "ci")
+    with pytest.raises(ModelNotFound):
+        promotions.unshadow("no_such_model_here", "ci")
+    assert promotions.snapshot(world.name) == before
+
+
+def test_setting_the_same_shadow_again_changes_nothing(world: World) -> None:
+    world.policy("gates: {drift_reference: true}\n")
+    v1 = world.register(W)
+    promotions = world.cp.promotions
+    assert promotions.unshadow(world.name, "ci").revision == 0  # no shadow: nothing to do
+    first = promotions.shadow(f"{world.name}@{v1}", "ci")
+    assert promotions.shadow(f"{world.name}@{v1}", "ci") == first
+    with world.cp.sessions() as s:
+        assert len(audit.entries(s, action="model.shadow", subject=f"{world.name}@{v1}")) == 1
+        assert audit.entries(s, action="model.unshadow", subject=f"{world.name}@*") == []
+
+
+def test_promoting_the_shadow_ends_the_shadowing(world: World) -> None:
+    world.policy("gates: {drift_reference: true}\n")
+    v1, v2 = world.register(W), world.register(W * 2)
+    promotions = world.cp.promotions
+    promotions.promote(f"{world.name}@{v1}", "ci")
+    promotions.shadow(f"{world.name}@{v2}", "ci")
+
+    assert promotions.promote(f"{world.name}@{v2}", "ci", canary_percent=5).outcome == "canary"
+    snap = promotions.snapshot(world.name)
+    assert (snap.champion, snap.challenger, snap.canary_percent, snap.shadow) == (v1, v2, 5, None)
+    with world.cp.sessions() as s:
+        (canary,) = audit.entries(s, subject=f"{world.name}@{v2}", action="model.canary")
+    assert canary.before is not None
+    assert canary.after is not None
+    assert (canary.before["shadow"], canary.after["shadow"]) == (v2, None)

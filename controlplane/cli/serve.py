@@ -1,0 +1,144 @@
+"""``mlcp serve``: the serving tier (Open Inference Protocol v2 + entity endpoint) on uvicorn,
+following the desired state in the control-plane database."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from controlplane.cli import Env, pass_env
+from controlplane.cli.output import progress
+
+if TYPE_CHECKING:
+    from serving.spec import FeatureLookup
+
+
+class LazyLookup:
+    """Builds the feature lookup (Feast: seconds of imports) on a background thread at start-up,
+    so the server answers /v2 infer at once; entity requests wait for it the first time."""
+
+    def __init__(self, build: Callable[[], FeatureLookup]) -> None:
+        self._build = build
+        self._lookup: FeatureLookup | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._run, name="feature-lookup", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._lookup = self._build()
+        except BaseException as exc:  # reported on first use, where a request can say so
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def lookup(
+        self, service: str, entities: list[dict[str, Any]]
+    ) -> list[Mapping[str, Any] | None]:
+        from serving.errors import FeaturesUnavailable
+
+        self._done.wait()
+        if self._lookup is None:
+            raise FeaturesUnavailable(
+                f"the feature store could not be opened ({self._error}); check MLCP_FEAST_* "
+                "settings and `mlcp features list`"
+            )
+        return self._lookup.lookup(service, entities)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--model", "models", multiple=True, help="serve only this model (repeatable)")
+@click.option("--max-batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--max-delay-ms", type=click.FloatRange(0), default=2.0, show_default=True)
+@click.option("--max-queue", type=click.IntRange(1), default=1024, show_default=True)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda:N"
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default="float32",
+    show_default=True,
+)
+@click.option(
+    "--timeout-ms",
+    type=click.FloatRange(1),
+    default=10_000.0,
+    show_default=True,
+    help="deadline of a request without X-Request-Timeout-Ms",
+)
+@click.option("--max-body-mb", type=click.FloatRange(0.001), default=8.0, show_default=True)
+@click.option("--poll-s", type=click.FloatRange(0.01), default=1.0, show_default=True)
+@click.option("--window-s", type=click.FloatRange(0.1), default=60.0, show_default=True)
+@click.option("--replica", default="", help="name in window reports (default host:pid)")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+@pass_env
+def serve(
+    env: Env,
+    host: str,
+    port: int,
+    models: tuple[str, ...],
+    max_batch_size: int,
+    max_delay_ms: float,
+    max_queue: int,
+    device: str,
+    dtype: str,
+    timeout_ms: float,
+    max_body_mb: float,
+    poll_s: float,
+    window_s: float,
+    replica: str,
+    log_level: str,
+) -> None:
+    """Serve the champion (and canary, shadow) of every model, or of each --model.
+
+    Open Inference Protocol v2 at /v2 (Triton's and KServe's clients work), entity keys at
+    POST /v1/models/NAME/predict, Prometheus at /metrics. Versions follow `mlcp promote`,
+    `mlcp shadow` and rollbacks within --poll-s (at once on PostgreSQL, by NOTIFY).
+    """
+    import logging
+
+    import uvicorn
+
+    from controlplane.serving import (
+        DbDesiredState,
+        DbWindowSink,
+        RegistryModelLoader,
+        feature_lookup,
+    )
+    from serving.app import create_app
+    from serving.config import BatchingConfig, RuntimeConfig, ServerConfig
+    from serving.logs import configure_json_logs
+    from serving.manager import ModelManager
+
+    try:
+        config = ServerConfig(
+            batching=BatchingConfig(max_batch_size, max_delay_ms, max_queue),
+            runtime=RuntimeConfig(device=device, dtype=dtype),
+            default_timeout_ms=timeout_ms,
+            max_body_bytes=int(max_body_mb * (1 << 20)),
+            poll_s=poll_s,
+            window_s=window_s,
+            replica=replica,
+            models=models,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    cp = env.cp
+    configure_json_logs(getattr(logging, log_level.upper()))
+    manager = ModelManager(
+        RegistryModelLoader(cp),
+        DbDesiredState(cp.sessions, models, connect_timeout_s=cp.settings.db_connect_timeout_s),
+        config,
+        lookup=LazyLookup(lambda: feature_lookup(cp)),
+        sink=DbWindowSink(cp.sessions),
+    )
+    progress(f"serving on http://{host}:{port} (OIP v2 at /v2, metrics at /metrics)")
+    uvicorn.Server(
+        uvicorn.Config(create_app(manager), host=host, port=port, log_config=None, access_log=False)
+    ).run()

@@ -1,0 +1,41 @@
+"""``mlcp shadow NAME@VERSION`` / ``mlcp shadow NAME --off``: mirror a model's traffic to a
+version whose answers are recorded, never returned."""
+
+from __future__ import annotations
+
+import click
+
+from controlplane.cli import Env, pass_env
+from controlplane.cli.output import emit_json
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--off", is_flag=True, help="stop shadowing (REF is then the model's NAME)")
+@click.option("--reason", help="why (goes to the audit log)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_env
+def shadow(env: Env, ref: str, off: bool, reason: str | None, as_json: bool) -> None:
+    """Shadow REF (NAME@VERSION): it gets a copy of every request of NAME, and its answers go
+    to the report windows only. `mlcp shadow NAME --off` stops it."""
+    if off == ("@" in ref):
+        hint = f"`mlcp shadow {ref.partition('@')[0]} --off`"
+        raise click.BadParameter(
+            f"with --off give the model's name alone ({hint})"
+            if off
+            else f"write NAME@VERSION to shadow a version, or {hint} to stop",
+            param_hint="REF",
+        )
+    service = env.cp.promotions
+    if off:
+        name = ref
+        snap = service.unshadow(name, env.settings.actor, reason)
+    else:
+        name = ref.partition("@")[0]
+        snap = service.shadow(ref, env.settings.actor, reason)
+    if as_json:
+        emit_json({"name": name, **snap.to_dict()})
+    elif snap.shadow is None:
+        click.echo(f"{name} has no shadow (revision {snap.revision})")
+    else:
+        click.echo(f"{name}@{snap.shadow} shadows {name} (revision {snap.revision})")

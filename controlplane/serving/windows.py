@@ -1,0 +1,76 @@
+"""Where replicas' report windows land: `serving.spec.WindowSink` on ``mlcp_serving_windows``,
+and the reader behind ``mlcp serving windows``.
+
+    sink = DbWindowSink(cp.sessions)
+    sink.report([window, ...])                          # one transaction per report
+    serving_windows(cp.sessions, "churn", version=3)    # newest first, as dicts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane.audit import as_utc, utcnow
+from controlplane.db.models import ServingWindowRow
+
+if TYPE_CHECKING:
+    from serving.windows import Window
+
+
+class DbWindowSink:
+    """Stores report windows in the control-plane database.
+
+    ``DbWindowSink(cp.sessions).report(windows)``: all of one report commit together.
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    def report(self, windows: list[Window]) -> None:
+        if not windows:
+            return
+        received_at = self.clock()
+        with self.sessions.begin() as session:
+            session.add_all([_row(w, received_at) for w in windows])
+
+
+def serving_windows(
+    sessions: sessionmaker[Session], name: str, version: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The model's (or one version's) latest windows, newest first: each is the window's
+    ``Window.to_dict()`` plus ``id`` and ``received_at``."""
+    query = select(ServingWindowRow).where(ServingWindowRow.model_name == name)
+    if version is not None:
+        query = query.where(ServingWindowRow.version == version)
+    query = query.order_by(ServingWindowRow.ended_at.desc(), ServingWindowRow.id.desc())
+    with sessions() as session:
+        rows = session.execute(query.limit(max(0, limit))).scalars().all()
+    return [
+        {**row.body, "id": row.id, "received_at": as_utc(row.received_at).isoformat()}
+        for row in rows
+    ]
+
+
+def _row(window: Window, received_at: datetime) -> ServingWindowRow:
+    return ServingWindowRow(
+        replica=window.replica,
+        model_name=window.model,
+        version=window.version,
+        role=window.role,
+        started_at=as_utc(window.started_at),
+        ended_at=as_utc(window.ended_at),
+        requests=window.requests,
+        errors=window.errors,
+        rejected=window.rejected,
+        latency_sum_s=window.latency_sum_s,
+        body=window.to_dict(),
+        received_at=as_utc(received_at),
+    )
