@@ -94,9 +94,12 @@ def tensor_signature(model: torch.nn.Module, example: np.ndarray) -> ModelSignat
             type(model).__name__, f"forward() returned {type(out).__name__}, expected one Tensor"
         )
     out_np = out.detach().cpu().numpy()
+    # Unnamed on purpose: with a named tensor, MLflow's scoring server hands the model a dict
+    # {"input": array}, which its torch flavor refuses, so `mlflow models serve` answered 400
+    # to every request. Serving names the single input "input" itself.
     return ModelSignature(
-        inputs=Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]), name="input")]),
-        outputs=Schema([TensorSpec(out_np.dtype, (-1, *out_np.shape[1:]), name="output")]),
+        inputs=Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]))]),
+        outputs=Schema([TensorSpec(out_np.dtype, (-1, *out_np.shape[1:]))]),
     )
 
 

@@ -165,7 +165,10 @@ def create_app(manager: ModelManager) -> FastAPI:
                 served.recorder.record_rejected()
             elif response.status_code < 400 or response.status_code >= 500:
                 served.recorder.record_request(elapsed, ok=response.status_code < 400)
-        log.info(
+        if not config.access_log and response.status_code < 500:
+            return response
+        log.log(
+            logging.INFO if response.status_code < 500 else logging.WARNING,
             "%s %s %d",
             request.method,
             request.url.path,

@@ -57,7 +57,11 @@ class Decision(Generic[P]):
 
 
 def collect_batch(
-    queue: Sequence[Pending[P]], config: BatchingConfig, now: float, estimate_s: float = 0.0
+    queue: Sequence[Pending[P]],
+    config: BatchingConfig,
+    now: float,
+    estimate_s: float = 0.0,
+    idle: bool = False,
 ) -> Decision[P]:
     """Decide, at ``now``, which queued requests to fail and which to batch.
 
@@ -66,7 +70,8 @@ def collect_batch(
     - The batch takes requests from the head, in order, while their rows fit in
       ``max_batch_size`` (a single larger request runs alone).
     - It closes when full, when the next request would not fit, ``max_delay_ms`` after its
-      first request arrived, or when waiting longer would miss a member's deadline.
+      first request arrived, when waiting longer would miss a member's deadline, or (with
+      ``config.close_when_idle``) at once when the model is ``idle``.
     """
     expired = tuple(p for p in queue if p.deadline < now + estimate_s)
     live = [p for p in queue if p.deadline >= now + estimate_s] if expired else list(queue)
@@ -84,7 +89,7 @@ def collect_batch(
         live[0].enqueued_at + config.max_delay_s,
         min(p.deadline for p in batch) - estimate_s,
     )
-    if full or now >= close_at:
+    if full or now >= close_at or (idle and config.close_when_idle):
         return Decision(expired=expired, batch=tuple(batch))
     # Look again when the batch is due, or sooner when a queued request would expire.
     soonest = min(close_at, min(p.deadline for p in live) - estimate_s)
@@ -173,6 +178,7 @@ class DynamicBatcher(Generic[P]):
         self._compute_pool = ThreadPoolExecutor(1, thread_name_prefix=f"compute-{ref}")
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._computing = False
         self.stats = _Stats()
 
     # -- the request side ------------------------------------------------------------------
@@ -221,7 +227,8 @@ class DynamicBatcher(Generic[P]):
             while True:
                 now = self.clock()
                 estimate = self._estimate_s(self.config.max_batch_size)
-                decision = collect_batch(self._queue, self.config, now, estimate)
+                idle = not self._computing and self._ready.empty()
+                decision = collect_batch(self._queue, self.config, now, estimate, idle)
                 for pending in decision.expired:
                     self._remove(pending)
                     self._expire(pending)
@@ -276,6 +283,7 @@ class DynamicBatcher(Generic[P]):
                 continue
             rows = [members[i].rows for i in keep]
             start = self.clock()
+            self._computing = True
             try:
                 outputs = await loop.run_in_executor(
                     self._compute_pool, self._compute, prepared.select(keep, members)
@@ -286,6 +294,9 @@ class DynamicBatcher(Generic[P]):
                 for index in keep:
                     _fail(members[index], _internal(exc))
                 continue
+            finally:
+                self._computing = False
+                self._arrived.set()  # the model is free: the collector may close a batch now
             compute_s = self.clock() - start
             self._observe(members, keep, rows, start, compute_s)
             for index, result in zip(keep, results, strict=True):

@@ -23,14 +23,17 @@ class BatchingConfig:
     """When a batch closes and how much may wait.
 
     A batch closes when it holds ``max_batch_size`` rows or ``max_delay_ms`` after its first
-    request arrived, whichever comes first. Past ``max_queue`` waiting requests a version
-    answers 503 with ``Retry-After: retry_after_s``.
+    request arrived, whichever comes first; with ``close_when_idle`` it also closes at once
+    when the model has nothing to compute (waiting could only add latency then: under load
+    the model is busy and batches fill while it computes). Past ``max_queue`` waiting
+    requests a version answers 503 with ``Retry-After: retry_after_s``.
     """
 
     max_batch_size: int = 32
     max_delay_ms: float = 2.0
     max_queue: int = 1024
     retry_after_s: float = 1.0
+    close_when_idle: bool = True
 
     def __post_init__(self) -> None:
         _positive(
@@ -85,6 +88,9 @@ class ServerConfig:
     window_s: float = 60.0  # per-version report window for the rollback controller
     replica: str = ""  # names this replica in window reports; default host:pid
     models: tuple[str, ...] = ()  # serve only these models; empty: every model with a champion
+    # One JSON line per request (about a tenth of a small model's per-request cost); without
+    # it only failures (5xx) are logged. Prometheus counts every request either way.
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         _positive(

@@ -191,6 +191,11 @@ class ModelManager:
 
     def _build(self, name: str, version: int) -> ServedVersion:
         loaded = self.loader.load(name, version)
+        if loaded.spec.feature_service and self.lookup is not None:
+            try:
+                self.lookup.warm(loaded.spec.feature_service)
+            except ServingError as exc:  # /v2 infer still works; entity requests will say why
+                log.warning("%s: its feature lookup is not ready: %s", loaded.spec.ref, exc)
         runtime = ModelRuntime(loaded, self.config.runtime)
         runtime.warm_up(self.config.runtime.warmup_batch_sizes or _powers(self.config))
         return ServedVersion(

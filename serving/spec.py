@@ -85,6 +85,11 @@ class FeatureLookup(Protocol):
         `serving.errors.InvalidInput` when the entity keys are wrong."""
         ...
 
+    def warm(self, service: str) -> None:
+        """Open what looking ``service`` up needs (clients, definitions) before a version that
+        pins it reports ready; raises `serving.errors.FeaturesUnavailable`."""
+        ...
+
 
 @dataclass(frozen=True)
 class Deployment:

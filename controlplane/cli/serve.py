@@ -3,6 +3,8 @@ following the desired state in the control-plane database."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,36 +19,35 @@ if TYPE_CHECKING:
 
 
 class LazyLookup:
-    """Builds the feature lookup (Feast: seconds of imports) on a background thread at start-up,
-    so the server answers /v2 infer at once; entity requests wait for it the first time."""
+    """Builds the feature lookup (Feast: seconds of imports) only when a served version pins a
+    feature service: the manager warms it while loading that version, before it is ready."""
 
     def __init__(self, build: Callable[[], FeatureLookup]) -> None:
         self._build = build
         self._lookup: FeatureLookup | None = None
-        self._error: BaseException | None = None
-        self._done = threading.Event()
-        threading.Thread(target=self._run, name="feature-lookup", daemon=True).start()
+        self._lock = threading.Lock()
 
-    def _run(self) -> None:
-        try:
-            self._lookup = self._build()
-        except BaseException as exc:  # reported on first use, where a request can say so
-            self._error = exc
-        finally:
-            self._done.set()
+    def _get(self) -> FeatureLookup:
+        from serving.errors import FeaturesUnavailable
+
+        with self._lock:
+            if self._lookup is None:
+                try:
+                    self._lookup = self._build()
+                except Exception as exc:
+                    raise FeaturesUnavailable(
+                        f"the feature store could not be opened ({exc}); check the MLCP_FEAST_* "
+                        "settings and `mlcp features list`"
+                    ) from exc
+            return self._lookup
+
+    def warm(self, service: str) -> None:
+        self._get().warm(service)
 
     def lookup(
         self, service: str, entities: list[dict[str, Any]]
     ) -> list[Mapping[str, Any] | None]:
-        from serving.errors import FeaturesUnavailable
-
-        self._done.wait()
-        if self._lookup is None:
-            raise FeaturesUnavailable(
-                f"the feature store could not be opened ({self._error}); check MLCP_FEAST_* "
-                "settings and `mlcp features list`"
-            )
-        return self._lookup.lookup(service, entities)
+        return self._get().lookup(service, entities)
 
 
 @click.command()
@@ -77,6 +78,7 @@ class LazyLookup:
 @click.option("--window-s", type=click.FloatRange(0.1), default=60.0, show_default=True)
 @click.option("--replica", default="", help="name in window reports (default host:pid)")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+@click.option("--access-log", is_flag=True, help="log every request (default: only failures)")
 @pass_env
 def serve(
     env: Env,
@@ -94,6 +96,7 @@ def serve(
     window_s: float,
     replica: str,
     log_level: str,
+    access_log: bool,
 ) -> None:
     """Serve the champion (and canary, shadow) of every model, or of each --model.
 
@@ -126,6 +129,7 @@ def serve(
             window_s=window_s,
             replica=replica,
             models=models,
+            access_log=access_log,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -139,6 +143,15 @@ def serve(
         sink=DbWindowSink(cp.sessions),
     )
     progress(f"serving on http://{host}:{port} (OIP v2 at /v2, metrics at /metrics)")
-    uvicorn.Server(
+    server = uvicorn.Server(
         uvicorn.Config(create_app(manager), host=host, port=port, log_config=None, access_log=False)
-    ).run()
+    )
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM (queues drained, last windows reported)
+    # and then re-raises the signal; a graceful stop is a success, so it ends in exit 0.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

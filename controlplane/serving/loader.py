@@ -120,7 +120,9 @@ def tensor_specs(ref: str, signature: Mapping[str, Any], side: str) -> tuple[Ten
             raise ModelLoadFailed(
                 ref, f"{side} tensor {i} has dtype {dtype!r}, which serving can't take ({known})"
             )
-        name = entry.get("name") or f"{side[:-1]}_{i}"
+        # mlcp registers one unnamed tensor each way; OIP clients then say "input"/"output".
+        default = side[:-1] if len(entries) == 1 else f"{side[:-1]}_{i}"
+        name = entry.get("name") or default
         shape = tuple(int(d) for d in tensor.get("shape", ()))
         specs.append(TensorSpec(name=name, datatype=OIP_DATATYPES[dtype], shape=shape))
     return tuple(specs)

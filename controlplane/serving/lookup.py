@@ -69,6 +69,15 @@ class FeatureClientLookup:
             ) from exc
         return [row.values for row in batch.rows]
 
+    def warm(self, service: str) -> None:
+        """Read the service's definition now, so the first request doesn't pay for it."""
+        try:
+            self._keys_of(service)
+        except (FeatureNotFound, InvalidFeatureRef) as exc:
+            raise FeaturesUnavailable(f"{exc}; the model pins a service this store lacks") from exc
+        except FeatureStoreError as exc:
+            raise FeaturesUnavailable(f"feature service {service} can't be read: {exc}") from exc
+
     def _keys_of(self, service: str) -> tuple[str, ...]:
         if self._join_keys is None:
             return ()

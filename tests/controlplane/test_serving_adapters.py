@@ -147,7 +147,7 @@ def test_spec_with_a_reference_of_other_columns_leaves_them_unnamed(
 def test_signature_dtypes_map_to_oip_datatypes(dtype: str, datatype: str) -> None:
     entry = {"type": "tensor", "tensor-spec": {"dtype": dtype, "shape": [-1, 3, 2]}}
     signature = {"inputs": json.dumps([entry])}
-    expected = TensorSpec("input_0", datatype, (-1, 3, 2))
+    expected = TensorSpec("input", datatype, (-1, 3, 2))  # one unnamed tensor: "input"
     assert tensor_specs("m@1", signature, "inputs") == (expected,)
 
 

@@ -127,6 +127,9 @@ class DictLookup:
             out.append(self.rows.get(int(entity["customer_id"])))
         return out
 
+    def warm(self, service: str) -> None:
+        self.warmed = service
+
 
 class ListSink:
     def __init__(self) -> None:

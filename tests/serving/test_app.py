@@ -264,7 +264,8 @@ def test_canary_is_sticky_per_entity_and_shadow_never_answers(loader: StaticLoad
             client.post("/v1/models/churn/predict", json={"entities": [e]}).json()["versions"][0]
             for e in entities[:20]
         ]
-        state = client.get("/v1/serving/state").json()
+        # Shadow copies are not awaited by the answer: wait for the last ones to finish.
+        state = _wait_for(client, lambda s: s["versions"]["churn@3"]["rows"] >= 140)
     assert first["versions"] == again["versions"]
     assert one_by_one == first["versions"][:20]
     assert set(first["versions"]) == {1, 2}

@@ -273,3 +273,14 @@ def test_next_batch_is_prepared_while_this_one_computes() -> None:
         pool.shutdown()
 
     run(main())
+
+
+def test_idle_model_takes_the_batch_at_once() -> None:
+    queue = [pending(0.0)]
+    assert len(collect_batch(queue, CONFIG, now=0.0, idle=True).batch) == 1
+    assert collect_batch(queue, CONFIG, now=0.0, idle=False).batch == ()
+
+
+def test_idle_close_can_be_turned_off() -> None:
+    waits = BatchingConfig(max_batch_size=4, max_delay_ms=10.0, close_when_idle=False)
+    assert collect_batch([pending(0.0)], waits, now=0.0, idle=True).batch == ()
