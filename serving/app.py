@@ -29,6 +29,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Route
 
 from serving.errors import InvalidInput, Overloaded, PayloadTooLarge, ServingError
 from serving.logs import REQUEST_ID, request_id
@@ -331,14 +332,17 @@ def create_app(manager: ModelManager) -> FastAPI:
 
         return await answer("predict", name, handle, request)
 
-    app.add_route("/v2/models/{name}/infer", infer_model, ["POST"], include_in_schema=False)
-    app.add_route(
-        "/v2/models/{name}/versions/{version:int}/infer",
-        infer_version,
-        ["POST"],
-        include_in_schema=False,
-    )
-    app.add_route("/v1/models/{name}/predict", predict, ["POST"], include_in_schema=False)
+    # First in the route table: the router tries routes in order, and these take the traffic.
+    app.router.routes[:0] = [
+        Route("/v2/models/{name}/infer", infer_model, methods=["POST"], include_in_schema=False),
+        Route(
+            "/v2/models/{name}/versions/{version:int}/infer",
+            infer_version,
+            methods=["POST"],
+            include_in_schema=False,
+        ),
+        Route("/v1/models/{name}/predict", predict, methods=["POST"], include_in_schema=False),
+    ]
 
     @app.get("/v1/serving/state")
     async def state() -> Response:

@@ -16,6 +16,7 @@ A version that fails to load takes no traffic and the previous one keeps answeri
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -114,6 +115,11 @@ class ModelManager:
         configure_cpu_threads(self.config.runtime)
         state = await asyncio.to_thread(self.source.read)
         await self.apply(state)
+        # Everything imported and loaded so far lives as long as the process: keep it out of
+        # the collector's full passes, which otherwise stall every in-flight request for
+        # 100-250 ms about once a second under load (measured: 3.6% of requests at c=64).
+        gc.collect()
+        gc.freeze()
         self.started = True
         self._follower = threading.Thread(target=self._follow, name="desired-state", daemon=True)
         self._follower.start()

@@ -14,6 +14,7 @@ Exposed: ``mlcp_serving_requests_total`` (labels model, version, endpoint, code)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -29,6 +30,7 @@ class ServingMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
             "mlcp_serving_requests",
@@ -81,9 +83,18 @@ class ServingMetrics:
         )
 
     def request(self, model: str, version: str, endpoint: str, code: int, seconds: float) -> None:
-        self.requests.labels(model, version, endpoint, str(code)).inc()
+        # Labelled children are looked up once per label set (labels() costs microseconds).
+        key = (model, version, endpoint, code)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(model, version, endpoint, str(code)),
+                self.latency.labels(model, version, endpoint),
+            )
+            self._children[key] = children
+        children[0].inc()
         if code < 400:
-            self.latency.labels(model, version, endpoint).observe(seconds)
+            children[1].observe(seconds)
 
     def batch(self, ref: str, rows: int, queue_s: Sequence[float], compute_s: float) -> None:
         self.batch_rows.labels(ref).observe(rows)

@@ -90,13 +90,21 @@ def test_registered_version_loads_with_plain_mlflow_in_a_fresh_process(
         f"mlflow.set_tracking_uri({cp.settings.mlflow_tracking_uri!r});"
         f"m = mlflow.pytorch.load_model('models:/{model_name}/{v.version}');"
         f"x = torch.from_numpy(np.load({str(cp.settings.home / 'x.npy')!r}));"
-        "np.save(sys.argv[1], m(x).detach().numpy())"
+        "np.save(sys.argv[1], m(x).detach().numpy());"
+        # What `mlflow models serve` does with {"inputs": [[...]]}: parse by the signature,
+        # then pyfunc predict (a named tensor signature made this a dict the flavor refused).
+        "from mlflow.pyfunc.scoring_server import infer_and_parse_data;"
+        f"p = mlflow.pyfunc.load_model('models:/{model_name}/{v.version}');"
+        "data = infer_and_parse_data({'inputs': x.numpy().tolist()},"
+        " p.metadata.get_input_schema());"
+        "np.save(sys.argv[2], np.asarray(p.predict(data)))"
     )
-    out = cp.settings.home / "y.npy"
-    subprocess.run([sys.executable, "-c", script, str(out)], check=True, timeout=120)
+    out, served = cp.settings.home / "y.npy", cp.settings.home / "served.npy"
+    subprocess.run([sys.executable, "-c", script, str(out), str(served)], check=True, timeout=120)
     with torch.inference_mode():
         expected = net(torch.from_numpy(example)).numpy()
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.load(served), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_second_registration_is_version_two(cp: ControlPlane, model_name: str, example) -> None:
