@@ -39,6 +39,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/registry_bench.py
 	$(BIN)/python benchmarks/features_bench.py
+	$(BIN)/python benchmarks/serving_bench.py
 
 clean:
 	rm -rf .mlcp .pytest_cache .mypy_cache .ruff_cache
