@@ -31,7 +31,13 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Route
 
-from serving.errors import InvalidInput, Overloaded, PayloadTooLarge, ServingError
+from serving.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    Overloaded,
+    PayloadTooLarge,
+    ServingError,
+)
 from serving.logs import REQUEST_ID, request_id
 from serving.manager import ModelManager
 from serving.protocol import (
@@ -187,8 +193,6 @@ def create_app(manager: ModelManager) -> FastAPI:
     async def wait(
         future: asyncio.Future[Any], served: ServedVersion, deadline: float, budget_ms: float
     ) -> Any:
-        from serving.errors import DeadlineExceeded
-
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
                 return await future
@@ -255,7 +259,7 @@ def create_app(manager: ModelManager) -> FastAPI:
     @app.get("/v2/models/{name}")
     async def model(name: str) -> Response:
         try:
-            served, _ = manager.route(name, 0)
+            served = manager.primary(name)
         except ServingError as exc:
             return error_response(exc)
         body = model_metadata(served.spec)
@@ -272,7 +276,7 @@ def create_app(manager: ModelManager) -> FastAPI:
     @app.get("/v2/models/{name}/ready")
     async def model_ready(name: str) -> Response:
         try:
-            manager.route(name, 0)
+            manager.primary(name)
         except ServingError as exc:
             return _json({"name": name, "ready": False, "error": exc.message}, exc.status)
         return _json({"name": name, "ready": True})

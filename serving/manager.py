@@ -134,7 +134,7 @@ class ModelManager:
         served = list(self.live.values())
         self.live, self.deployments = {}, {}
         await asyncio.gather(*(s.drain() for s in served))
-        await self._report([s for s in served])
+        await self._report(served)
         if self._follower is not None:
             await asyncio.to_thread(self._follower.join, 10)
         self._prepare_pool.shutdown(wait=False)
@@ -247,6 +247,15 @@ class ModelManager:
         primary = self.live[(name, route.primary)]
         shadow = self.live.get((name, route.shadow)) if route.shadow is not None else None
         return primary, shadow
+
+    def primary(self, name: str) -> ServedVersion:
+        """The version that answers most of ``name``'s traffic: the champion (the challenger
+        while there is none). What model metadata and readiness describe."""
+        deployment = self.deployments.get(name)
+        if deployment is None:
+            raise self._missing(name)
+        version = deployment.champion if deployment.champion is not None else deployment.challenger
+        return self.live[(name, version)]  # type: ignore[index]
 
     def version(self, name: str, version: int) -> ServedVersion:
         served = self.live.get((name, version))
