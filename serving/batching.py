@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import torch
@@ -105,7 +105,6 @@ class PreparedBatch:
     inputs: torch.Tensor | None
     errors: list[ServingError | None] | None = None
     row_counts: list[int] | None = None
-    extra: Any = None
 
     def select(self, keep: list[int], members: Sequence[Pending[Any]]) -> Any:
         """The inputs of the kept members only (every member's rows, in order, otherwise)."""
@@ -132,12 +131,10 @@ class BatchMetrics(Protocol):
 
 @dataclass
 class _Stats:
-    compute_ewma_s: float = 0.0
     batches: int = 0
     rows: int = 0
     expired: int = 0
     rejected: int = 0
-    inflight: int = field(default=0)
 
 
 class DynamicBatcher(Generic[P]):
@@ -186,10 +183,6 @@ class DynamicBatcher(Generic[P]):
     @property
     def depth(self) -> int:
         return len(self._queue)
-
-    @property
-    def accepting(self) -> bool:
-        return not self._closing
 
     def submit(
         self, payload: P, rows: int, deadline: float, budget_ms: float
@@ -315,9 +308,6 @@ class DynamicBatcher(Generic[P]):
         stats = self.stats
         stats.batches += 1
         stats.rows += sum(rows)
-        stats.compute_ewma_s = (
-            compute_s if stats.batches == 1 else 0.8 * stats.compute_ewma_s + 0.2 * compute_s
-        )
         queue_s = [start - members[i].enqueued_at for i in keep]
         self._metrics.batch(self.ref, sum(rows), queue_s, compute_s)
         self._metrics.queue_depth(self.ref, len(self._queue))
