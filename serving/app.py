@@ -40,6 +40,7 @@ from serving.errors import (
 )
 from serving.logs import REQUEST_ID, request_id
 from serving.manager import ModelManager
+from serving.metrics import OTHER
 from serving.protocol import (
     InferenceRequest,
     PredictRequest,
@@ -51,6 +52,7 @@ from serving.protocol import (
 )
 from serving.routing import entity_routing_key, random_key, routing_key
 from serving.served import EntityRows, Payload, ServedVersion, TensorRows
+from serving.windows import outcome_of
 
 log = logging.getLogger("serving.access")
 SERVER_NAME = "mlcp"
@@ -150,41 +152,47 @@ def create_app(manager: ModelManager) -> FastAPI:
     async def answer(
         endpoint: str,
         name: str,
-        handler: Callable[[float, float], Awaitable[tuple[ServedVersion | None, Response]]],
+        handler: Callable[[float, float, Tally], Awaitable[Response]],
         request: Request,
     ) -> Response:
-        """Run a model endpoint: deadline, errors to JSON, metrics and the access log."""
+        """Run a model endpoint: deadline, errors to JSON, windows, metrics, the access log.
+
+        The handler charges each version it routes to on ``tally`` before anything can fail,
+        so every request counts in the window of the version(s) that took it, whatever the
+        outcome; one that failed before routing counts against the model's primary version.
+        """
         start = time.monotonic()
-        served: ServedVersion | None = None
+        tally = Tally()
         try:
-            budget_ms = budget(request)
-            served, response = await handler(start, budget_ms)
+            response = await handler(start, budget(request), tally)
         except ServingError as exc:
             response = error_response(exc)
         except Exception:
             log.exception("unhandled error on %s", request.url.path)
             response = _json({"error": "internal error; see the server log"}, 500)
         elapsed = time.monotonic() - start
-        version = str(served.spec.version) if served is not None else ""
-        manager.metrics.request(name, version, endpoint, response.status_code, elapsed)
-        if served is not None:
-            if response.status_code in (503, 504):
-                served.recorder.record_rejected()
-            elif response.status_code < 400 or response.status_code >= 500:
-                served.recorder.record_request(elapsed, ok=response.status_code < 400)
-        if not config.access_log and response.status_code < 500:
+        status = response.status_code
+        charges = tally.charges or _fallback_charge(manager, name)
+        for served, own in charges:
+            code = status if own is None else own
+            served.recorder.record(outcome_of(code), elapsed)
+            manager.metrics.request(name, str(served.spec.version), endpoint, code, elapsed)
+        if not charges:  # not served here: one fixed label, whatever the URL said
+            label = name if name in manager.deployments else OTHER
+            manager.metrics.request(label, OTHER, endpoint, status, elapsed)
+        if not config.access_log and status < 500:
             return response
         log.log(
-            logging.INFO if response.status_code < 500 else logging.WARNING,
+            logging.INFO if status < 500 else logging.WARNING,
             "%s %s %d",
             request.method,
             request.url.path,
-            response.status_code,
+            status,
             extra={
                 "model": name,
-                "version": version,
+                "version": ",".join(str(s.spec.version) for s, _ in charges),
                 "endpoint": endpoint,
-                "status": response.status_code,
+                "status": status,
                 "duration_ms": round(elapsed * 1000, 3),
             },
         )
@@ -199,6 +207,13 @@ def create_app(manager: ModelManager) -> FastAPI:
         except TimeoutError:
             raise DeadlineExceeded(served.ref, budget_ms) from None
 
+    async def submit_and_wait(
+        served: ServedVersion, payload: Payload, rows: int, deadline: float, budget_ms: float
+    ) -> Any:
+        return await wait(
+            served.submit(payload, rows, deadline, budget_ms), served, deadline, budget_ms
+        )
+
     def mirror(
         shadow: ServedVersion | None, payload: Payload, rows: int, deadline: float, budget_ms: float
     ) -> None:
@@ -208,20 +223,20 @@ def create_app(manager: ModelManager) -> FastAPI:
         start = time.monotonic()
         try:
             future = shadow.submit(payload, rows, deadline, budget_ms)
-        except ServingError:
+        except ServingError as exc:
             manager.metrics.shadow.labels(shadow.ref, "dropped").inc()
-            shadow.recorder.record_rejected()
+            shadow.recorder.record(outcome_of(exc.status), 0.0)
             return
 
         def done(f: asyncio.Future[Any]) -> None:
-            ok = not f.cancelled() and f.exception() is None
-            manager.metrics.shadow.labels(shadow.ref, "answered" if ok else "failed").inc()
-            shadow.recorder.record_request(time.monotonic() - start, ok=ok)
+            error = f.exception() if not f.cancelled() else DeadlineExceeded(shadow.ref, budget_ms)
+            manager.metrics.shadow.labels(shadow.ref, "failed" if error else "answered").inc()
+            shadow.recorder.record(outcome_of(status_of(error)), time.monotonic() - start)
 
         future.add_done_callback(done)
 
     async def infer(request: Request, name: str, version: int | None) -> Response:
-        async def handle(start: float, budget_ms: float) -> tuple[ServedVersion | None, Response]:
+        async def handle(start: float, budget_ms: float, tally: Tally) -> Response:
             body = parse_body(InferenceRequest, await body_of(request))
             shadow: ServedVersion | None = None
             if version is not None:
@@ -230,6 +245,7 @@ def create_app(manager: ModelManager) -> FastAPI:
                 key = (body.parameters or {}).get("entity_key")
                 bucket = routing_key(str(key)) if key is not None else random_key()
                 served, shadow = manager.route(name, bucket)
+            tally.route(served)
             tensor = input_tensor(body, served.spec)
             deadline = start + budget_ms / 1000
             rows = tensor.shape[0]
@@ -237,7 +253,7 @@ def create_app(manager: ModelManager) -> FastAPI:
             if shadow is not None and _fits(tensor, shadow):
                 mirror(shadow, TensorRows(tensor), rows, deadline, budget_ms)
             outputs = await wait(future, served, deadline, budget_ms)
-            return served, _json(infer_response(served.spec, outputs, body.id))
+            return _json(infer_response(served.spec, outputs, body.id))
 
         return await answer("infer", name, handle, request)
 
@@ -302,7 +318,7 @@ def create_app(manager: ModelManager) -> FastAPI:
     async def predict(request: Request) -> Response:
         name: str = request.path_params["name"]
 
-        async def handle(start: float, budget_ms: float) -> tuple[ServedVersion | None, Response]:
+        async def handle(start: float, budget_ms: float, tally: Tally) -> Response:
             body = parse_body(PredictRequest, await body_of(request))
             deadline = start + budget_ms / 1000
             # Each entity is routed by its own key, so one entity always meets one version.
@@ -312,14 +328,24 @@ def create_app(manager: ModelManager) -> FastAPI:
                 groups.setdefault(served.ref, (served, shadow, []))[2].append(index)
             waits = []
             for served, shadow, indexes in groups.values():
+                tally.route(served)
                 payload = EntityRows([body.entities[i] for i in indexes])
-                future = served.submit(payload, len(indexes), deadline, budget_ms)
+                waits.append(submit_and_wait(served, payload, len(indexes), deadline, budget_ms))
                 mirror(shadow, payload, len(indexes), deadline, budget_ms)
-                waits.append(wait(future, served, deadline, budget_ms))
-            results = await asyncio.gather(*waits)
+            results = await asyncio.gather(*waits, return_exceptions=True)
+            # A request split between champion and challenger counts once per version, each
+            # with its own outcome: the challenger failing its rows is not the champion's fault.
+            for (served, _, _), result in zip(groups.values(), results, strict=True):
+                tally.settle(
+                    served, status_of(result if isinstance(result, BaseException) else None)
+                )
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed
             predictions: list[Any] = [None] * len(body.entities)
             versions: list[int] = [0] * len(body.entities)
             for (served, _, indexes), outputs in zip(groups.values(), results, strict=True):
+                assert isinstance(outputs, torch.Tensor)
                 for index, value in zip(indexes, prediction_values(outputs), strict=True):
                     predictions[index], versions[index] = value, served.spec.version
             first = next(iter(groups.values()))[0]
@@ -332,7 +358,7 @@ def create_app(manager: ModelManager) -> FastAPI:
             }
             if body.id is not None:
                 out["id"] = body.id
-            return first, _json(out)
+            return _json(out)
 
         return await answer("predict", name, handle, request)
 
@@ -368,7 +394,7 @@ def create_app(manager: ModelManager) -> FastAPI:
                     s.ref: {
                         "role": s.role,
                         "device": str(s.runtime.device),
-                        "queued": s.batcher.depth,
+                        "queued": s.batcher.waiting,
                         "batches": s.batcher.stats.batches,
                         "rows": s.batcher.stats.rows,
                         "expired": s.batcher.stats.expired,
@@ -376,7 +402,9 @@ def create_app(manager: ModelManager) -> FastAPI:
                     }
                     for s in manager.live.values()
                 },
+                "standby": sorted(s.served.ref for s in manager.standby.values()),
                 "failures": {f.ref: f.why for f in manager.failures.values()},
+                "pending_windows": manager.pending_windows,
             }
         )
 
@@ -386,6 +414,40 @@ def create_app(manager: ModelManager) -> FastAPI:
 
     app.add_middleware(RequestContext, max_body_bytes=config.max_body_bytes)
     return app
+
+
+class Tally:
+    """The versions one request was routed to, each with its own status where it differs
+    from the response's (a split entity request): what its windows and metrics count."""
+
+    __slots__ = ("charges",)
+
+    def __init__(self) -> None:
+        self.charges: list[tuple[ServedVersion, int | None]] = []
+
+    def route(self, served: ServedVersion) -> None:
+        """Charge ``served`` with this request (its outcome: the response's status)."""
+        self.charges.append((served, None))
+
+    def settle(self, served: ServedVersion, status: int) -> None:
+        """Give ``served``'s share of the request its own status."""
+        self.charges = [(s, status if s is served else own) for s, own in self.charges]
+
+
+def status_of(error: BaseException | None) -> int:
+    """The HTTP status a request's failure (None: success) answers with."""
+    if error is None:
+        return 200
+    return error.status if isinstance(error, ServingError) else 500
+
+
+def _fallback_charge(manager: ModelManager, name: str) -> list[tuple[ServedVersion, int | None]]:
+    """A request that failed before it was routed (a bad body) counts against the model's
+    primary version, so client errors show in the windows too; nothing when not served."""
+    try:
+        return [(manager.primary(name), None)]
+    except ServingError:
+        return []
 
 
 def _fits(tensor: torch.Tensor, shadow: ServedVersion) -> bool:

@@ -27,7 +27,13 @@ from typing import Any, Generic, Protocol, TypeVar
 import torch
 
 from serving.config import BatchingConfig
-from serving.errors import DeadlineExceeded, ModelNotReady, Overloaded, ServingError
+from serving.errors import (
+    DeadlineExceeded,
+    ModelFailed,
+    ModelNotReady,
+    Overloaded,
+    ServingError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +149,9 @@ class DynamicBatcher(Generic[P]):
     ``prepare(payloads) -> PreparedBatch`` builds one batch input (on a worker thread when
     ``prepare_in_thread(payloads)`` says so, else inline) and may fail single members;
     ``compute(inputs) -> outputs`` runs the model on the compute thread; ``split(outputs,
-    rows)`` cuts the outputs back into one result per request. A prepare that raises
-    `ServingError` fails that batch's requests with it.
+    rows)`` cuts the outputs back into one result per request (a `ServingError` in its
+    place fails that request alone). A prepare that raises `ServingError` fails that
+    batch's requests with it.
     """
 
     def __init__(
@@ -176,6 +183,7 @@ class DynamicBatcher(Generic[P]):
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._computing = False
+        self._staged = 0  # requests taken off the queue, not yet handed to the model
         self.stats = _Stats()
 
     # -- the request side ------------------------------------------------------------------
@@ -183,6 +191,12 @@ class DynamicBatcher(Generic[P]):
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def waiting(self) -> int:
+        """Requests accepted and not yet computing: the queue plus the batches being
+        prepared (features fetched) or waiting for the model."""
+        return len(self._queue) + self._staged
 
     def submit(
         self, payload: P, rows: int, deadline: float, budget_ms: float
@@ -227,6 +241,7 @@ class DynamicBatcher(Generic[P]):
                     self._expire(pending)
                 if decision.batch:
                     members = [self._queue.popleft() for _ in decision.batch]
+                    self._staged += len(members)
                     await self._ready.put((members, await self._prepare_batch(members)))
                     continue
                 if not self._queue and self._closing:
@@ -260,6 +275,7 @@ class DynamicBatcher(Generic[P]):
         loop = asyncio.get_running_loop()
         while (item := await self._ready.get()) is not None:
             members, prepared = item
+            self._staged -= len(members)
             now = self.clock()
             keep = []
             for index, pending in enumerate(members):
@@ -285,7 +301,7 @@ class DynamicBatcher(Generic[P]):
             except Exception as exc:
                 log.exception("computing a batch of %d rows on %s failed", sum(rows), self.ref)
                 for index in keep:
-                    _fail(members[index], _internal(exc))
+                    _fail(members[index], ModelFailed(self.ref, f"{type(exc).__name__}: {exc}"))
                 continue
             finally:
                 self._computing = False
@@ -293,6 +309,9 @@ class DynamicBatcher(Generic[P]):
             compute_s = self.clock() - start
             self._observe(members, keep, rows, start, compute_s)
             for index, result in zip(keep, results, strict=True):
+                if isinstance(result, ServingError):
+                    _fail(members[index], result)
+                    continue
                 future = members[index].future
                 if future is not None and not future.done():
                     future.set_result(result)

@@ -91,6 +91,14 @@ class ServerConfig:
     # One JSON line per request (about a tenth of a small model's per-request cost); without
     # it only failures (5xx) are logged. Prometheus counts every request either way.
     access_log: bool = False
+    # A champion replaced by a promotion stays loaded (no traffic) this long, so rolling
+    # back to it is a route flip, not a cold load. 0: drop it at once.
+    keep_warm_s: float = 600.0
+    heartbeat_s: float = 5.0  # how often the replica says what it serves (and after a change)
+    # Windows kept while the database can't take them; past this the oldest are dropped.
+    max_pending_windows: int = 10_000
+    # A version that failed to load is retried after load_retry_s, doubling up to 60 s.
+    load_retry_s: float = 1.0
 
     def __post_init__(self) -> None:
         _positive(
@@ -99,4 +107,9 @@ class ServerConfig:
             max_body_bytes=self.max_body_bytes,
             poll_s=self.poll_s,
             window_s=self.window_s,
+            heartbeat_s=self.heartbeat_s,
+            max_pending_windows=self.max_pending_windows,
+            load_retry_s=self.load_retry_s,
         )
+        if not self.keep_warm_s >= 0:
+            raise ValueError(f"ServerConfig.keep_warm_s must be >= 0, got {self.keep_warm_s}")

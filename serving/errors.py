@@ -9,6 +9,7 @@ ServingError            root
 ├── Overloaded          the version's queue is full; carries ``retry_after_s``         503
 ├── FeaturesUnavailable the feature lookup failed for a reason the client can't fix    503
 ├── DeadlineExceeded    the request's deadline passed before it could be answered      504
+├── ModelFailed         the model raised, or answered NaN/inf, on the request's rows   500
 └── ModelLoadFailed     a version could not be loaded or warmed up (startup, reconcile)
 """
 
@@ -88,6 +89,16 @@ class DeadlineExceeded(ServingError):
             f"{ref} could not answer within the request's {budget_ms:g} ms deadline; "
             "retry with a longer X-Request-Timeout-Ms or fewer rows"
         )
+
+
+class ModelFailed(ServingError):
+    """The model raised on the batch, or its outputs for this request are not finite."""
+
+    status = 500
+
+    def __init__(self, ref: str, why: str) -> None:
+        self.ref, self.why = ref, why
+        super().__init__(f"{ref} failed on this request: {why}")
 
 
 class ModelLoadFailed(ServingError):

@@ -10,7 +10,15 @@ the source supports it) is applied in three steps: every newly needed version is
 warmed up on a worker thread while the old ones keep answering; the route table is replaced
 in one assignment on the event loop; versions no longer needed drain their queues (every
 request already queued is answered) and are dropped. So a swap loses and fails nothing.
-A version that fails to load takes no traffic and the previous one keeps answering.
+A version that fails to load takes no traffic and the previous one keeps answering; it is
+retried with backoff (``load_retry_s``, doubling up to a minute), and forgotten once it is
+no longer desired. A champion replaced by another stays loaded as a standby for
+``keep_warm_s``, so a rollback to it is a route flip.
+
+In the background the replica cuts its windows every ``window_s`` and says what it serves
+every ``heartbeat_s`` (and after each change). Windows the database can't take are kept,
+up to ``max_pending_windows``, and sent with the next report that goes through; an outage
+is logged once when it starts and once when it ends.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -33,7 +42,15 @@ from serving.metrics import ServingMetrics
 from serving.routing import Route, choose
 from serving.runtime import ModelRuntime, configure_cpu_threads
 from serving.served import ServedVersion
-from serving.spec import Deployment, DesiredStateSource, FeatureLookup, ModelLoader, WindowSink
+from serving.spec import (
+    Deployment,
+    DesiredStateSource,
+    FeatureLookup,
+    ModelLoader,
+    ReplicaStatus,
+    WindowSink,
+)
+from serving.windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +61,54 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+MAX_RETRY_S = 60.0
+
+
 @dataclass(frozen=True)
 class Failure:
-    """A version that could not be loaded, and why; retried at the next poll."""
+    """A version that could not be loaded, and why; retried at ``retry_at`` (monotonic)."""
 
     ref: str
     why: str
+    attempts: int = 1
+    retry_at: float = 0.0
+
+
+def retry_delay(attempts: int, base_s: float, cap_s: float = MAX_RETRY_S) -> float:
+    """Seconds before the next load attempt after ``attempts`` failures: base, 2x, 4x... cap."""
+    return min(cap_s, base_s * 2 ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True)
+class Standby:
+    """A former champion kept loaded without traffic until ``until`` (monotonic)."""
+
+    served: ServedVersion
+    until: float
+
+
+class Outage:
+    """Logs a dependency's outage once when it starts and once when it ends, with the count
+    of failures in between, instead of once per attempt."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.failures, self.since = what, 0, 0.0
+
+    def failed(self, exc: BaseException, consequence: str) -> None:
+        if self.failures == 0:
+            self.since = time.monotonic()
+            log.warning("%s failed (%s); %s", self.what, _first_line(exc), consequence)
+        self.failures += 1
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.warning(
+                "%s works again after %d failed attempt(s) over %.1f s",
+                self.what,
+                self.failures,
+                time.monotonic() - self.since,
+            )
+        self.failures = 0
 
 
 def effective(
@@ -98,13 +157,23 @@ class ModelManager:
         self.deployments: dict[str, Deployment] = {}  # what is served now, by model
         self.desired: dict[str, Deployment] = {}  # what was asked for
         self.live: dict[Key, ServedVersion] = {}
+        self.standby: dict[Key, Standby] = {}  # former champions, loaded, no traffic
         self.failures: dict[Key, Failure] = {}
         self.started = False
+        self.started_at = wall()
         self._apply_lock = asyncio.Lock()
         self._prepare_pool = ThreadPoolExecutor(4, thread_name_prefix="prepare")
+        # Reports and heartbeats go through one thread: a hung database delays them, never
+        # a request, and they can't pile up.
+        self._report_pool = ThreadPoolExecutor(1, thread_name_prefix="report")
+        self._heartbeat: Future[None] | None = None
+        self._pending: deque[Window] = deque()  # windows the database has not taken yet
+        self._pending_lock = threading.Lock()
+        self._sink_outage = Outage("reporting windows to the control plane")
+        self._state_outage = Outage("reading the desired state")
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
-        self._windows_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -123,21 +192,25 @@ class ModelManager:
         self.started = True
         self._follower = threading.Thread(target=self._follow, name="desired-state", daemon=True)
         self._follower.start()
-        self._windows_task = asyncio.create_task(self._report_windows(), name="windows")
+        self._tasks = [
+            asyncio.create_task(self._report_windows(), name="windows"),
+            asyncio.create_task(self._keep_alive(), name="heartbeat"),
+        ]
 
     async def stop(self) -> None:
         """Stop following, answer everything queued, report the last windows."""
         self._stop.set()
         self.source.close()
-        if self._windows_task is not None:
-            self._windows_task.cancel()
-        served = list(self.live.values())
-        self.live, self.deployments = {}, {}
+        for task in self._tasks:
+            task.cancel()
+        served = [*self.live.values(), *(s.served for s in self.standby.values())]
+        self.live, self.deployments, self.standby = {}, {}, {}
         await asyncio.gather(*(s.drain() for s in served))
         await self._report(served)
         if self._follower is not None:
             await asyncio.to_thread(self._follower.join, 10)
         self._prepare_pool.shutdown(wait=False)
+        self._report_pool.shutdown(wait=False)
 
     # -- applying desired state ------------------------------------------------------------
 
@@ -148,8 +221,13 @@ class ModelManager:
                 desired = {n: d for n, d in desired.items() if n in self.config.models}
             self.desired = desired
             needed = {(name, v) for name, d in desired.items() for v in d.versions}
+            # Failures of versions nobody wants any more are forgotten, not retried.
+            self.failures = {k: f for k, f in self.failures.items() if k in needed}
             for key in sorted(needed - self.live.keys()):
-                await self._load(key)
+                if key in self.standby:  # a rollback to a recent champion: no load at all
+                    self.live[key] = self.standby.pop(key).served
+                elif self._due(key):
+                    await self._load(key)
             deployments: dict[str, Deployment] = {}
             for name, wanted in desired.items():
                 loaded = {v for (n, v) in self.live if n == name}
@@ -159,16 +237,57 @@ class ModelManager:
                     self.metrics.revision.labels(name).set(served.revision)
             keep = {(name, v) for name, d in deployments.items() for v in d.versions}
             gone = [self.live[key] for key in self.live.keys() - keep]
+            previous = self.deployments
             # The swap: one assignment each, no await in between, so a request routes either
             # entirely by the old table or entirely by the new one.
             self.live = {key: s for key, s in self.live.items() if key in keep}
             self.deployments = deployments
             for (name, version), served_version in self.live.items():
                 served_version.set_role(deployments[name].role(version))
+            retired = []
             for served_version in gone:
-                log.info("draining %s (no longer in the desired state)", served_version.ref)
-            await asyncio.gather(*(s.drain() for s in gone))
-            await self._report(gone)
+                name, version = served_version.spec.name, served_version.spec.version
+                was = previous.get(name)
+                if was is not None and was.champion == version and self.config.keep_warm_s > 0:
+                    retired += self._keep_warm(served_version)
+                else:
+                    log.info("draining %s (no longer in the desired state)", served_version.ref)
+                    retired.append(served_version)
+            await self._retire(retired)
+        self._beat()
+
+    def _keep_warm(self, served: ServedVersion) -> list[ServedVersion]:
+        """Keep a replaced champion loaded without traffic; returns the standby it displaces
+        (one per model, so memory stays bounded)."""
+        name = served.spec.name
+        displaced = [s.served for (n, _), s in self.standby.items() if n == name]
+        self.standby = {k: s for k, s in self.standby.items() if k[0] != name}
+        served.set_role("standby")
+        until = time.monotonic() + self.config.keep_warm_s
+        self.standby[(name, served.spec.version)] = Standby(served, until)
+        log.info("%s stays loaded for %.0f s as a standby", served.ref, self.config.keep_warm_s)
+        return displaced
+
+    async def _retire(self, served: list[ServedVersion]) -> None:
+        """Drain versions that take no more traffic, report their last windows, drop them."""
+        if not served:
+            return
+        await asyncio.gather(*(s.drain() for s in served))
+        await self._report(served)
+        for s in served:
+            self.metrics.forget(s.spec.name, s.spec.version)
+
+    async def expire_standby(self) -> None:
+        """Drop the standbys whose time is up."""
+        async with self._apply_lock:
+            now = time.monotonic()
+            expired = [s.served for s in self.standby.values() if s.until <= now]
+            self.standby = {k: s for k, s in self.standby.items() if s.until > now}
+            await self._retire(expired)
+
+    def _due(self, key: Key) -> bool:
+        failure = self.failures.get(key)
+        return failure is None or failure.retry_at <= time.monotonic()
 
     async def _load(self, key: Key) -> None:
         name, version = key
@@ -176,13 +295,8 @@ class ModelManager:
         start = time.perf_counter()
         try:
             served = await asyncio.to_thread(self._build, name, version)
-        except ModelLoadFailed as exc:
-            self.failures[key] = Failure(ref, exc.why)
-            log.error("%s takes no traffic: %s", ref, exc.message)
-            return
-        except Exception as exc:  # a loader bug must not stop the replica
-            self.failures[key] = Failure(ref, f"{type(exc).__name__}: {exc}")
-            log.exception("%s takes no traffic: loading it raised", ref)
+        except Exception as exc:  # a loader bug must not stop the replica either
+            self._failed(key, ref, exc)
             return
         self.failures.pop(key, None)
         served.start()
@@ -194,6 +308,18 @@ class ModelManager:
             sorted(served.runtime.warmed_up),
             time.perf_counter() - start,
         )
+
+    def _failed(self, key: Key, ref: str, exc: Exception) -> None:
+        why = exc.why if isinstance(exc, ModelLoadFailed) else f"{type(exc).__name__}: {exc}"
+        attempts = self.failures[key].attempts + 1 if key in self.failures else 1
+        delay = retry_delay(attempts, self.config.load_retry_s)
+        self.failures[key] = Failure(ref, why, attempts, time.monotonic() + delay)
+        if isinstance(exc, ModelLoadFailed):
+            log.error(
+                "%s takes no traffic: %s (attempt %d; next in %.0f s)", ref, why, attempts, delay
+            )
+        else:
+            log.exception("%s takes no traffic: loading it raised (attempt %d)", ref, attempts)
 
     def _build(self, name: str, version: int) -> ServedVersion:
         loaded = self.loader.load(name, version)
@@ -219,15 +345,16 @@ class ModelManager:
     def _follow(self) -> None:
         last = self.desired
         while not self._stop.is_set():
-            self.source.wait(self.config.poll_s)
+            self.source.wait(self._next_wait())
             if self._stop.is_set():
                 return
             try:
                 state = self.source.read()
             except Exception as exc:  # the database is down: keep serving what we have
-                log.warning("could not read the desired state (%s); serving what is loaded", exc)
+                self._state_outage.failed(exc, "serving what is loaded until it is back")
                 continue
-            if state == last and not self.failures:
+            self._state_outage.succeeded()
+            if state == last and not self._retry_due():
                 continue
             assert self._loop is not None
             future = asyncio.run_coroutine_threadsafe(self.apply(state), self._loop)
@@ -236,6 +363,17 @@ class ModelManager:
                 last = state
             except Exception:
                 log.exception("applying the desired state failed; will retry")
+
+    def _retry_due(self) -> bool:
+        now = time.monotonic()
+        return any(f.retry_at <= now for f in self.failures.values())
+
+    def _next_wait(self) -> float:
+        """The poll period, shortened when a failed load is due for a retry sooner."""
+        if not self.failures:
+            return self.config.poll_s
+        soonest = min(f.retry_at for f in self.failures.values()) - time.monotonic()
+        return max(0.01, min(self.config.poll_s, soonest))
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -282,26 +420,86 @@ class ModelManager:
         """Every desired model has a version answering."""
         return self.started and all(name in self.deployments for name in self.desired)
 
-    # -- windows ---------------------------------------------------------------------------
+    # -- windows and heartbeats ------------------------------------------------------------
 
     async def _report_windows(self) -> None:
         while True:
             await asyncio.sleep(self.config.window_s)
             await self._report(list(self.live.values()))
 
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s)
+            await self.expire_standby()
+            self._beat()
+
     async def _report(self, served: list[ServedVersion]) -> None:
-        if served:
-            await asyncio.to_thread(self._cut_and_report, served, self.wall())
+        now = self.wall()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._report_pool, self._cut_and_report, served, now)
 
     def _cut_and_report(self, served: list[ServedVersion], now: datetime) -> None:
         windows = [s.recorder.cut(now) for s in served]  # computes sketches: off the loop
-        windows = [w for w in windows if w.requests]
-        if self.sink is None or not windows:
+        self.send_windows([w for w in windows if w.requests])
+
+    def send_windows(self, windows: list[Window]) -> None:
+        """Queue ``windows`` behind any the database has not taken yet, then send them all
+        in one report; on failure they stay queued (the oldest dropped past the bound)."""
+        if self.sink is None:
+            return
+        with self._pending_lock:
+            self._pending.extend(windows)
+            dropped = len(self._pending) - self.config.max_pending_windows
+            for _ in range(max(0, dropped)):
+                self._pending.popleft()
+            batch = list(self._pending)
+        if dropped > 0:
+            self.metrics.windows_dropped.inc(dropped)
+            log.error("dropped the %d oldest unreported windows (backlog full)", dropped)
+        if batch:
+            try:
+                self.sink.report(batch)
+            except Exception as exc:
+                self._sink_outage.failed(
+                    exc, f"keeping windows until it is back ({len(batch)} now)"
+                )
+            else:
+                self._sink_outage.succeeded()
+                with self._pending_lock:
+                    for _ in range(min(len(batch), len(self._pending))):
+                        self._pending.popleft()
+        self.metrics.windows_pending.set(len(self._pending))
+
+    @property
+    def pending_windows(self) -> int:
+        return len(self._pending)
+
+    def status(self) -> ReplicaStatus:
+        """What this replica serves now: its heartbeat."""
+        return ReplicaStatus(
+            replica=self.replica,
+            started_at=self.started_at,
+            at=self.wall(),
+            serving=dict(self.deployments),
+            standby=tuple(sorted(s.served.ref for s in self.standby.values())),
+            failures={f.ref: f.why for f in self.failures.values()},
+        )
+
+    def _beat(self) -> None:
+        """Send a heartbeat in the background, unless the last one is still on its way."""
+        if self.sink is None or (self._heartbeat is not None and not self._heartbeat.done()):
             return
         try:
-            self.sink.report(windows)
-        except Exception:
-            log.exception("reporting %d windows failed; they are dropped", len(windows))
+            self._heartbeat = self._report_pool.submit(self._send_heartbeat, self.status())
+        except RuntimeError:  # stopping: the pool is shut down
+            return
+
+    def _send_heartbeat(self, status: ReplicaStatus) -> None:
+        assert self.sink is not None
+        try:
+            self.sink.heartbeat(status)
+        except Exception as exc:
+            self._sink_outage.failed(exc, "keeping windows until it is back")
 
 
 def _powers(config: ServerConfig) -> tuple[int, ...]:
@@ -310,3 +508,8 @@ def _powers(config: ServerConfig) -> tuple[int, ...]:
         sizes.append(size)
         size *= 2
     return (*sizes, config.batching.max_batch_size)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -8,11 +8,18 @@ Exposed: ``mlcp_serving_requests_total`` (labels model, version, endpoint, code)
 ``mlcp_serving_queue_seconds`` and ``mlcp_serving_compute_seconds`` (histograms per version),
 ``mlcp_serving_batch_rows`` (histogram of rows per batch), ``mlcp_serving_queue_depth``
 (gauge), ``mlcp_serving_shadow_total`` (shadow copies by outcome) and
-``mlcp_serving_desired_revision`` (gauge: the desired-state revision applied, per model).
+``mlcp_serving_desired_revision`` (gauge: the desired-state revision applied, per model),
+``mlcp_serving_windows_pending`` (report windows waiting for the database) and
+``mlcp_serving_windows_dropped_total`` (windows lost because that backlog was full).
+
+Labels name only what is served: a request for a model or version this replica does not
+serve counts under ``model="_other"`` / ``version="_other"``, so a client can't grow the
+series set; a version's series are removed when it drains (`ServingMetrics.forget`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +30,8 @@ LATENCY_BUCKETS = (
     5.0, 10.0,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+OTHER = "_other"  # the label of every model or version that is not served here
+SHADOW_OUTCOMES = ("answered", "failed", "dropped")
 
 
 class ServingMetrics:
@@ -81,6 +90,16 @@ class ServingMetrics:
             ("model",),
             registry=r,
         )
+        self.windows_pending = Gauge(
+            "mlcp_serving_windows_pending",
+            "Report windows kept while the control-plane database can't take them.",
+            registry=r,
+        )
+        self.windows_dropped = Counter(
+            "mlcp_serving_windows_dropped",
+            "Report windows dropped because the backlog was full (the database was away long).",
+            registry=r,
+        )
 
     def request(self, model: str, version: str, endpoint: str, code: int, seconds: float) -> None:
         # Labelled children are looked up once per label set (labels() costs microseconds).
@@ -96,6 +115,18 @@ class ServingMetrics:
         if code < 400:
             children[1].observe(seconds)
 
+    def forget(self, model: str, version: int) -> None:
+        """Remove a drained version's series, so /metrics lists only what is served."""
+        ref, label = f"{model}@{version}", str(version)
+        for key in [k for k in self._children if k[:2] == (model, label)]:
+            del self._children[key]
+            _remove(self.requests, model, label, key[2], str(key[3]))
+            _remove(self.latency, model, label, key[2])
+        for metric in (self.queue, self.compute, self.batch_rows, self.depth):
+            _remove(metric, ref)
+        for outcome in SHADOW_OUTCOMES:
+            _remove(self.shadow, ref, outcome)
+
     def batch(self, ref: str, rows: int, queue_s: Sequence[float], compute_s: float) -> None:
         self.batch_rows.labels(ref).observe(rows)
         self.compute.labels(ref).observe(compute_s)
@@ -105,3 +136,8 @@ class ServingMetrics:
 
     def queue_depth(self, ref: str, depth: int) -> None:
         self.depth.labels(ref).set(depth)
+
+
+def _remove(metric: Any, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never observed under these labels
+        metric.remove(*labels)

@@ -13,6 +13,7 @@ on a worker thread, so that read overlaps the previous batch's compute.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ import torch
 
 from serving.batching import BatchMetrics, DynamicBatcher, PreparedBatch
 from serving.config import ServerConfig
-from serving.errors import InvalidInput, ServingError, UnknownEntities
+from serving.errors import InvalidInput, ModelFailed, ServingError, UnknownEntities
 from serving.runtime import ModelRuntime
 from serving.spec import FeatureLookup, LoadedModel, ModelSpec
 from serving.windows import WindowRecorder
@@ -141,6 +142,21 @@ def split_rows(outputs: torch.Tensor, rows: list[int]) -> list[torch.Tensor]:
     return list(torch.split(outputs, rows)) if len(rows) > 1 else [outputs]
 
 
+def split_checked(ref: str, outputs: torch.Tensor, rows: list[int]) -> list[Any]:
+    """`split_rows`, failing alone each request whose outputs hold NaN or inf: a model that
+    answers NaN has failed that request (it counts as an error, and a client must not
+    mistake it for a prediction)."""
+    parts = split_rows(outputs, rows)
+    if not outputs.is_floating_point() or bool(torch.isfinite(outputs).all()):
+        return parts
+    return [
+        part
+        if bool(torch.isfinite(part).all())
+        else ModelFailed(ref, "its outputs are not finite (NaN or inf)")
+        for part in parts
+    ]
+
+
 class ServedVersion:
     """A loaded version taking traffic under one role (champion, challenger, shadow)."""
 
@@ -166,7 +182,7 @@ class ServedVersion:
             self.spec.ref,
             self.assembler.prepare,
             self._compute,
-            split_rows,
+            functools.partial(split_checked, self.spec.ref),
             config.batching,
             metrics=metrics,
             prepare_in_thread=_has_entities,

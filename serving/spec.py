@@ -12,7 +12,8 @@ client), a `DesiredStateSource` (its database) and a `WindowSink` (where replica
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -115,6 +116,15 @@ class Deployment:
         """Every version this deployment needs loaded."""
         return frozenset(v for v in (self.champion, self.challenger, self.shadow) if v is not None)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "canary_percent": self.canary_percent,
+            "shadow": self.shadow,
+            "revision": self.revision,
+        }
+
     def role(self, version: int) -> str:
         if version == self.champion:
             return "champion"
@@ -138,7 +148,41 @@ class DesiredStateSource(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """A replica's heartbeat: what it serves now, so the control plane knows which replicas
+    have converged on the desired state (and which still serve an older one).
+
+    ``serving`` holds the deployments it routes by (after load failures); ``standby`` the
+    versions it keeps loaded without traffic (a recent champion, so a rollback is a route
+    flip); ``failures`` the versions it could not load, with why.
+    """
+
+    replica: str
+    started_at: datetime
+    at: datetime
+    serving: Mapping[str, Deployment]
+    standby: tuple[str, ...] = ()
+    failures: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "replica": self.replica,
+            "started_at": self.started_at.isoformat(),
+            "at": self.at.isoformat(),
+            "serving": {name: d.to_dict() for name, d in self.serving.items()},
+            "standby": list(self.standby),
+            "failures": dict(self.failures),
+        }
+
+
 class WindowSink(Protocol):
-    """Where a replica reports its per-version windows for the rollback controller."""
+    """Where a replica reports its per-version windows and heartbeats for the controller.
+
+    Both are called off the event loop and may raise when the database is away: the
+    replica keeps its windows (bounded) and sends them once a report succeeds again.
+    """
 
     def report(self, windows: list[Window]) -> None: ...
+
+    def heartbeat(self, status: ReplicaStatus) -> None: ...

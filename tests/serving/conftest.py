@@ -22,7 +22,7 @@ from serving.app import create_app
 from serving.config import BatchingConfig, ServerConfig
 from serving.errors import FeaturesUnavailable, InvalidInput, ModelLoadFailed
 from serving.manager import ModelManager
-from serving.spec import Deployment, LoadedModel, ModelSpec, TensorSpec
+from serving.spec import Deployment, LoadedModel, ModelSpec, ReplicaStatus, TensorSpec
 from serving.windows import Window
 
 WIDTH = 5
@@ -132,11 +132,22 @@ class DictLookup:
 
 
 class ListSink:
+    """Keeps what replicas report; ``down`` makes it fail like an unreachable database."""
+
     def __init__(self) -> None:
         self.windows: list[Window] = []
+        self.heartbeats: list[ReplicaStatus] = []
+        self.down = False
 
     def report(self, windows: list[Window]) -> None:
+        if self.down:
+            raise ConnectionError("the control-plane database is unreachable")
         self.windows.extend(windows)
+
+    def heartbeat(self, status: ReplicaStatus) -> None:
+        if self.down:
+            raise ConnectionError("the control-plane database is unreachable")
+        self.heartbeats.append(status)
 
 
 def free_port() -> int:

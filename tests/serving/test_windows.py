@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import torch
 
-from serving.windows import LATENCY_EDGES_S, WindowRecorder
+from serving.windows import ERROR, LATENCY_EDGES_S, OK, REJECTED, WindowRecorder
 from tests.serving.conftest import spec_for
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -23,9 +23,9 @@ def test_window_bins_features_on_the_reference_edges() -> None:
     recorder = WindowRecorder(spec, "champion", "r1", T0)
     x = torch.tensor([[0.5] * 5, [1.5] * 5, [2.5] * 5, [9.0] * 5, [float("nan")] * 5])
     recorder.record_batch(x, torch.tensor([[0.1], [0.2], [0.3], [0.9], [0.5]]))
-    recorder.record_request(0.003, ok=True)
-    recorder.record_request(20.0, ok=False)
-    recorder.record_rejected()
+    recorder.record(OK, 0.003)
+    recorder.record(ERROR, 20.0)
+    recorder.record(REJECTED, 0.0)
     window = recorder.cut(T0 + timedelta(minutes=1))
     f0 = window.features["f0"]
     assert f0.edges == (0.0, 1.0, 2.0, 3.0)
@@ -34,14 +34,14 @@ def test_window_bins_features_on_the_reference_edges() -> None:
     assert window.predictions is not None
     assert window.predictions.count == 5
     assert (window.requests, window.errors, window.rejected) == (3, 1, 1)
-    assert window.latency_counts[LATENCY_EDGES_S.index(0.005)] == 1
+    assert window.latency_counts[LATENCY_EDGES_S.index(0.003)] == 1
     assert window.latency_counts[-1] == 1
     assert window.to_dict()["features"]["f0"]["counts"] == [1, 1, 2]
 
 
 def test_cut_starts_a_new_window() -> None:
     recorder = WindowRecorder(spec_for("churn", 1), "champion", "r1", T0)
-    recorder.record_request(0.01, ok=True)
+    recorder.record(OK, 0.01)
     first = recorder.cut(T0 + timedelta(seconds=60))
     second = recorder.cut(T0 + timedelta(seconds=120))
     assert first.requests == 1
