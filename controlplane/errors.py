@@ -7,6 +7,7 @@
     ├── InvalidPolicy          a policy file with a bad key or value (names the key)
     ├── NoPolicy               promotion asked for a model that has no policy yet
     ├── InvalidTransition      the version is not in a state that allows the request
+    │   └── NoFallback         a rollback with no good version to return to
     └── ConcurrentChange       the model changed between the gates and the transition (exit 1)
 
 The CLI maps every root (this one, RegistryError, FeatureStoreError, ServingError)
@@ -81,12 +82,26 @@ class InvalidTransition(ControlPlaneError):
         super().__init__(f"{ref} is {state}; it cannot be {wanted}")
 
 
+class NoFallback(InvalidTransition):
+    """A rollback was asked for, but no version that passed its gates is there to take over."""
+
+    def __init__(self, name: str, champion: int | None) -> None:
+        self.name = name
+        ControlPlaneError.__init__(
+            self,
+            f"model {name!r} has no version to roll back to (no former champion that was not "
+            f"itself rolled back); name one with --to V, or promote a version through its gates"
+            + (f" to replace {name}@{champion}" if champion is not None else ""),
+        )
+        self.ref, self.state = name, "without a fallback"
+
+
 class ConcurrentChange(ControlPlaneError):
     """Another transition of the same model won the race (exit 1)."""
 
     def __init__(self, name: str, expected: str, found: str) -> None:
         self.name = name
         super().__init__(
-            f"model {name!r} changed while this promotion ran (expected {expected}, found "
-            f"{found}); nothing was moved: re-run the promotion to judge against the new state"
+            f"model {name!r} changed while this ran (expected {expected}, found {found}); "
+            "nothing was moved: run it again to act on the new state"
         )

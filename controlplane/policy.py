@@ -10,8 +10,15 @@
       latency:   {batch_sizes: [1, 32], p99_ms: 50}
       drift_reference: true
     approval: {required: false}
-    canary:   {percent: 10}          # read by serving and the rollback controller
-    slo:      {p99_ms: 100, max_error_rate: 0.01}
+    canary:                          # the rollback controller walks these steps
+      steps: [5, 25, 50]             # percent of traffic; production after the last
+      interval_s: 60                 # one analysis per interval
+      min_requests: 100              # per analysis, else inconclusive
+      success_windows: 3             # passing analyses per step
+      failure_limit: 0               # failed analyses tolerated; one more rolls back
+      inconclusive_limit: 10         # in a row, then the canary holds and says why
+    slo:      {p99_ms: 100, max_error_rate: 0.01, breach_windows: 3}
+    rollback: {max_per_hour: 3}
     drift:    {psi_max: 0.2, consecutive_windows: 3}
 
 A bad key is refused with its path: ``gates.metrics[0].min: Input should be a valid number``.
@@ -106,15 +113,75 @@ class Approval(_Strict):
 
 
 class Canary(_Strict):
-    percent: int = Field(default=10, ge=1, le=99)
-    min_requests: int = Field(default=500, ge=0)
-    analysis_windows: int = Field(default=3, ge=1)
+    """How a canary walks to production (read by the rollback controller).
+
+    Its weight goes through ``steps`` (percent of traffic); each step needs
+    ``success_windows`` passing analyses (one per ``interval_s``); more than
+    ``failure_limit`` failed analyses roll it back; an analysis with fewer than
+    ``min_requests`` requests is inconclusive, and ``inconclusive_limit`` of them in a row
+    hold the canary (it never promotes on too little evidence). After the last step it
+    becomes production (unless ``auto_promote`` is false: then it waits for `mlcp promote`).
+    """
+
+    steps: tuple[int, ...] = Field(default=(10, 50), min_length=1)
+    interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    min_requests: int = Field(default=100, ge=1)
+    success_windows: int = Field(default=3, ge=1)
+    failure_limit: int = Field(default=0, ge=0)
+    inconclusive_limit: int = Field(default=10, ge=1)
+    auto_promote: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        # Policies stored before canary steps said {percent, min_requests, analysis_windows}.
+        if isinstance(data, dict) and ("percent" in data or "analysis_windows" in data):
+            data = dict(data)
+            if "percent" in data:
+                data.setdefault("steps", [data.pop("percent")])
+            if "analysis_windows" in data:
+                data.setdefault("success_windows", data.pop("analysis_windows"))
+        return data
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Canary:
+        if any(not 1 <= s <= 99 for s in self.steps):
+            raise ValueError("steps are percentages of traffic, each within 1..99")
+        if list(self.steps) != sorted(set(self.steps)):
+            raise ValueError("steps must increase: [5, 25, 50]")
+        return self
 
 
 class Slo(_Strict):
+    """What every live version must meet, checked on every analysis window.
+
+    ``max_error_rate`` bounds failed requests (5xx and 503/504 rejections, not client
+    errors) among those served; ``p99_ms`` the 99th percentile latency. A canary is also
+    held to its champion over the same windows (``max_canary_p99_ratio``, and an error rate
+    not significantly higher); the champion to its own recent ``baseline_windows``
+    (``max_baseline_p99_ratio``, same error test). Counts are compared with exact tests at
+    significance ``alpha``, so a handful of requests can neither fail nor pass a check by
+    chance. In production, ``breach_windows`` failed analyses in a row confirm a breach.
+    """
+
     p99_ms: float | None = Field(default=None, gt=0)
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
-    max_canary_p99_ratio: float | None = Field(default=None, gt=0)
+    max_canary_p99_ratio: float | None = Field(default=None, gt=1)
+    max_baseline_p99_ratio: float = Field(default=2.0, gt=1)
+    # Latency differences smaller than this never fail a comparison: at sub-millisecond
+    # latencies, scheduling noise alone moves a p99 by a millisecond or two.
+    min_p99_increase_ms: float = Field(default=5.0, ge=0)
+    breach_windows: int = Field(default=3, ge=1)
+    min_requests: int = Field(default=50, ge=1)
+    baseline_windows: int = Field(default=20, ge=1)
+    alpha: float = Field(default=0.001, gt=0, lt=0.5)
+
+
+class Rollback(_Strict):
+    """Guard rails on automatic rollbacks."""
+
+    max_per_hour: int = Field(default=3, ge=0)  # per model; past it the controller holds
+    on_breach: Literal["rollback", "alert"] = "rollback"  # production breach: act or only say
 
 
 class Drift(_Strict):
@@ -131,6 +198,7 @@ class Policy(_Strict):
     approval: Approval = Field(default_factory=Approval)
     canary: Canary = Field(default_factory=Canary)
     slo: Slo = Field(default_factory=Slo)
+    rollback: Rollback = Field(default_factory=Rollback)
     drift: Drift = Field(default_factory=Drift)
 
     @classmethod

@@ -29,9 +29,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane import audit
-from controlplane.db.models import GateRunRow, ModelRow, ModelVersionRow
-from controlplane.db.upsert import insert_if_missing
+from controlplane.db.models import GateRunRow, ModelRow
 from controlplane.errors import ConcurrentChange, InvalidTransition
+from controlplane.lifecycle import (
+    AWAITING_APPROVAL,
+    CANARY,
+    PROMOTABLE,
+    lock_model,
+    transition,
+    version_row,
+)
+from controlplane.mlflow_mirror import CHALLENGER, CHAMPION, MlflowMirror
 from controlplane.policy import PolicyStore, StoredPolicy
 from controlplane.serving.desired_state import notify_desired_state
 from registry import ModelRef, ModelVersion, Registrar, validate_model_name
@@ -41,8 +49,6 @@ if TYPE_CHECKING:
     from controlplane.evaluations import EvaluationService
 
 Outcome = Literal["promoted", "canary", "pending_approval", "refused", "conflict"]
-PROMOTABLE = {"registered", "validated", "rejected", "retired", "canary"}
-CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 @dataclass(frozen=True)
@@ -173,10 +179,10 @@ class PromotionService:
         )
         if outcome == "refused":
             reason = "; ".join(_describe(r) for r in report.failures)
-            self._set_state(version, "rejected", actor, f"gates failed: {reason}", run_id)
+            self._set_state(version, "refuse", actor, f"gates failed: {reason}", run_id)
             return replace(result, reason=reason)
         if outcome == "pending_approval":
-            self._set_state(version, "validated", actor, "gates passed; awaiting approval", run_id)
+            self._set_state(version, "await_approval", actor, "gates passed", run_id)
             return replace(result, reason="the policy requires a person: `mlcp approve`")
         try:
             self._transition(version, snap, target, canary_percent, actor, run_id, "gates passed")
@@ -218,7 +224,7 @@ class PromotionService:
     def reject(self, ref: str | ModelRef, actor: str, reason: str) -> ModelVersion:
         version = self.registrar.get(ref)
         run = self._pending_run(version)
-        self._set_state(version, "rejected", actor, reason, run.id)
+        self._set_state(version, "reject", actor, reason, run.id)
         return self.registrar.get(version.ref)
 
     # -- shadow -------------------------------------------------------------------------------
@@ -242,13 +248,13 @@ class PromotionService:
     ) -> Snapshot:
         wanted = version.version if version is not None else None
         with self.sessions.begin() as session:
-            model = _locked_model_row(session, name, self.clock())
+            model = lock_model(session, name, self.clock())
             if version is not None:
                 _check_shadowable(model, version)
             previous = model.shadow_version
             if previous == wanted:
                 return _snapshot(model)  # already so: no revision, no audit row, no wake-up
-            before = _deployment_state(model)
+            before = deployment_state(model)
             model.shadow_version = wanted
             model.revision += 1
             model.updated_at = self.clock()
@@ -259,7 +265,7 @@ class PromotionService:
                 # The version whose role changed, so its lineage shows the shadow period.
                 subject=version.ref if version is not None else f"{name}@{previous}",
                 before=before,
-                after=_deployment_state(model),
+                after=deployment_state(model),
                 reason=reason,
                 evidence={"revision": model.revision},
                 clock=self.clock,
@@ -362,26 +368,24 @@ class PromotionService:
                 row.outcome = outcome
 
     def _set_state(
-        self, version: ModelVersion, state: str, actor: str, reason: str, gate_run_id: int
+        self, version: ModelVersion, event: str, actor: str, reason: str, gate_run_id: int
     ) -> None:
+        """A gate outcome (refused, awaiting approval) or a person's rejection, as a
+        lifecycle transition under the model's lock."""
         with self.sessions.begin() as session:
-            row = _version_row(session, version)
-            if row.state == state:
+            model = lock_model(session, version.name, self.clock())
+            row = version_row(session, version.name, version.version)
+            if row.state == CANARY:  # still serving as challenger: the state stays truthful
                 return
-            before = row.state
-            if before == "canary":  # still serving as challenger: the state stays truthful
-                return
-            row.state = state
-            audit.append(
+            transition(
                 session,
+                model,
+                row,
+                event,
                 actor=actor,
-                action=f"model.{'reject' if state == 'rejected' else 'validate'}",
-                subject=version.ref,
-                before={"state": before},
-                after={"state": state},
                 reason=reason,
-                evidence={"gate_run_id": gate_run_id},
                 clock=self.clock,
+                evidence={"gate_run_id": gate_run_id},
             )
 
     def _transition(
@@ -394,94 +398,65 @@ class PromotionService:
         gate_run_id: int,
         reason: str,
     ) -> None:
-        backend = self.registrar.backend
-        aliases_before = backend.aliases(version.name)
-        moved = False
-        try:
-            with self.sessions.begin() as session:
-                model = _locked_model_row(session, version.name, self.clock())
-                if model.revision != snap.revision:
-                    raise ConcurrentChange(
-                        version.name,
-                        f"revision {snap.revision} (champion {snap.champion})",
-                        f"revision {model.revision} (champion {model.champion_version})",
-                    )
-                before = _deployment_state(model)
-                evidence: dict[str, Any] = {"gate_run_id": gate_run_id}
-                owned = {a: v for a, v in aliases_before.items() if a in (CHAMPION, CHALLENGER)}
-                expected = {a: before[a] for a in (CHAMPION, CHALLENGER) if before[a] is not None}
-                if owned != expected:
-                    # Someone moved an alias mlcp owns outside mlcp: say so, then set it right.
-                    evidence["aliases_moved_outside_mlcp"] = {"found": owned, "expected": expected}
-                row = _version_row(session, version)
-                previous_state = row.state
-                if target == "production":
-                    self._retire(session, version.name, model.champion_version, actor)
-                    model.champion_version = version.version
-                    if model.challenger_version == version.version:
-                        model.challenger_version = model.canary_percent = None
-                    row.state = "production"
-                else:
-                    if model.challenger_version not in (None, version.version):
-                        self._demote_challenger(session, version.name, model.challenger_version)
-                    model.challenger_version, model.canary_percent = version.version, percent
-                    row.state = "canary"
-                if model.shadow_version == version.version:
-                    model.shadow_version = None  # it takes real traffic now: no more mirroring
-                model.revision += 1
-                model.updated_at = self.clock()
-                after = _deployment_state(model)
-                audit.append(
-                    session,
-                    actor=actor,
-                    action="model.promote" if target == "production" else "model.canary",
-                    subject=version.ref,
-                    before={"state": previous_state, **before},
-                    after={"state": row.state, **after},
-                    reason=reason,
-                    evidence={**evidence, "revision": model.revision},
-                    clock=self.clock,
+        name = version.name
+        with MlflowMirror(self.registrar.backend, name) as mirror, self.sessions.begin() as session:
+            now = self.clock()
+            model = lock_model(session, name, now)
+            if model.revision != snap.revision:
+                raise ConcurrentChange(
+                    name,
+                    f"revision {snap.revision} (champion {snap.champion})",
+                    f"revision {model.revision} (champion {model.champion_version})",
                 )
-                notify_desired_state(session, version.name)
-                moved = True
-                backend.set_alias(version.name, CHAMPION, after["champion"])
-                backend.set_alias(version.name, CHALLENGER, after["challenger"])
-        except BaseException:
-            if moved:  # the aliases may have moved before the commit failed: put them back
-                for alias in (CHAMPION, CHALLENGER):
-                    backend.set_alias(version.name, alias, aliases_before.get(alias))
-            raise
-
-    def _retire(self, session: Session, name: str, version: int | None, actor: str) -> None:
-        if version is None:
-            return
-        row = session.execute(
-            select(ModelVersionRow)
-            .where(ModelVersionRow.model_name == name, ModelVersionRow.version == version)
-            .with_for_update()
-        ).scalar_one()
-        row.state = "retired"
-        audit.append(
-            session,
-            actor=actor,
-            action="model.retire",
-            subject=f"{name}@{version}",
-            before={"state": "production"},
-            after={"state": "retired"},
-            reason="replaced as champion",
-            clock=self.clock,
-        )
-
-    def _demote_challenger(self, session: Session, name: str, version: int) -> None:
-        row = session.execute(
-            select(ModelVersionRow).where(
-                ModelVersionRow.model_name == name, ModelVersionRow.version == version
+            before = deployment_state(model)
+            evidence: dict[str, Any] = {"gate_run_id": gate_run_id}
+            moved = mirror.drift({CHAMPION: before[CHAMPION], CHALLENGER: before[CHALLENGER]})
+            if moved is not None:  # someone moved an alias mlcp owns: say so, set it right
+                evidence["aliases_moved_outside_mlcp"] = moved
+            row = version_row(session, name, version.version)
+            states: dict[int, str] = {}
+            if target == "production":
+                if (champion := model.champion_version) is not None:
+                    old = version_row(session, name, champion)
+                    states[champion] = transition(
+                        session, model, old, "retire", actor=actor, clock=self.clock,
+                        reason=f"replaced as champion by {version.ref}",
+                    )  # fmt: skip
+                model.champion_version = version.version
+                if model.challenger_version == version.version:
+                    model.challenger_version = model.canary_percent = None
+                event = "promote"
+            else:
+                if (challenger := model.challenger_version) not in (None, version.version):
+                    assert challenger is not None
+                    old = version_row(session, name, challenger)
+                    states[challenger] = transition(
+                        session, model, old, "demote", actor=actor, clock=self.clock,
+                        reason=f"replaced as challenger by {version.ref}",
+                    )  # fmt: skip
+                model.challenger_version, model.canary_percent = version.version, percent
+                event = "start_canary"
+            if model.shadow_version == version.version:
+                model.shadow_version = None  # it takes real traffic now: no more mirroring
+            new_split(model, now)
+            after = deployment_state(model)
+            states[version.version] = transition(
+                session,
+                model,
+                row,
+                event,
+                actor=actor,
+                reason=reason,
+                clock=self.clock,
+                evidence={**evidence, "revision": model.revision},
+                before=before,
+                after=after,
             )
-        ).scalar_one()
-        row.state = "validated"
+            notify_desired_state(session, name)
+            mirror.publish(after[CHAMPION], after[CHALLENGER], states)
 
     def _pending_run(self, version: ModelVersion) -> GateRunRow:
-        if version.state != "validated":
+        if version.state != AWAITING_APPROVAL:
             raise InvalidTransition(version.ref, version.state, "approved or rejected")
         with self.sessions() as session:
             run = session.execute(
@@ -495,13 +470,6 @@ class PromotionService:
         return run
 
 
-def _locked_model_row(session: Session, name: str, now: datetime) -> ModelRow:
-    insert_if_missing(session, ModelRow, "name", name=name, revision=0, updated_at=now)
-    return session.execute(
-        select(ModelRow).where(ModelRow.name == name).with_for_update()
-    ).scalar_one()
-
-
 def _snapshot(row: ModelRow) -> Snapshot:
     return Snapshot(
         row.revision,
@@ -512,7 +480,7 @@ def _snapshot(row: ModelRow) -> Snapshot:
     )
 
 
-def _deployment_state(model: ModelRow) -> dict[str, Any]:
+def deployment_state(model: ModelRow) -> dict[str, Any]:
     """Who serves, as audit rows record it before and after a change."""
     return {
         "champion": model.champion_version,
@@ -520,6 +488,15 @@ def _deployment_state(model: ModelRow) -> dict[str, Any]:
         "canary_percent": model.canary_percent,
         "shadow": model.shadow_version,
     }
+
+
+def new_split(model: ModelRow, now: datetime) -> None:
+    """Record a change of who takes traffic: a new revision (replicas follow it), a new step
+    (the controller judges only what came after), and no hold carried over."""
+    model.revision += 1
+    model.updated_at = model.step_started_at = now
+    if model.challenger_version is None:
+        model.canary_paused, model.hold_reason = False, None
 
 
 def _check_shadowable(model: ModelRow, version: ModelVersion) -> None:
@@ -532,16 +509,6 @@ def _check_shadowable(model: ModelRow, version: ModelVersion) -> None:
             f"the challenger of a {model.canary_percent}% canary",
             f"a shadow too (it already takes traffic); {off}",
         )
-
-
-def _version_row(session: Session, version: ModelVersion) -> ModelVersionRow:
-    return session.execute(
-        select(ModelVersionRow)
-        .where(
-            ModelVersionRow.model_name == version.name, ModelVersionRow.version == version.version
-        )
-        .with_for_update()
-    ).scalar_one()
 
 
 def _read_if_present(source: str | None) -> Any:

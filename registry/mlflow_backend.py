@@ -347,6 +347,12 @@ class MlflowBackend:
             elif alias in self.client.get_registered_model(name).aliases:
                 self.client.delete_registered_model_alias(name, alias)
 
+    def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Set tags on a registered version (mlcp mirrors its lifecycle state as ``mlcp.state``)."""
+        with translate_errors(self.registry_uri):
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, str(version), key, value)
+
     def model_exists(self, name: str) -> bool:
         with translate_errors(self.registry_uri):
             try:

@@ -17,6 +17,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -77,6 +79,8 @@ class ModelVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reference_stats: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # When ``state`` last changed: orders former champions for "the previous good version".
+    state_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ModelRow(Base):
@@ -92,6 +96,11 @@ class ModelRow(Base):
     shadow_version: Mapped[int | None] = mapped_column(Integer)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The canary holds its weight: paused by a person, or held by the controller.
+    canary_paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When the current traffic split began: the controller judges only windows after it.
+    step_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    hold_reason: Mapped[str | None] = mapped_column(Text)  # why the controller holds, if it does
 
 
 class PolicyRow(Base):
@@ -233,6 +242,13 @@ class ServingWindowRow(Base):
             "version",
             "ended_at",
         ),
+        Index(
+            "ix_mlcp_serving_windows_unanalyzed",
+            "model_name",
+            "version",
+            postgresql_where=text("analysis_id IS NULL"),
+            sqlite_where=text("analysis_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -248,3 +264,41 @@ class ServingWindowRow(Base):
     latency_sum_s: Mapped[float] = mapped_column(Float)
     body: Mapped[dict[str, Any]] = mapped_column(Json)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    client_errors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The analysis that consumed the window (NULL: not analysed yet). Marking rather than a
+    # cursor on ids: a window committed late with a smaller id is still analysed.
+    analysis_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ReplicaRow(Base):
+    """A serving replica's last heartbeat: what it serves, as `serving.spec.ReplicaStatus`."""
+
+    __tablename__ = "mlcp_replicas"
+
+    replica: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class AnalysisRow(Base):
+    """One analysis of one live version by the controller: merged windows, checks, verdict."""
+
+    __tablename__ = "mlcp_analyses"
+    __table_args__ = (
+        Index("ix_mlcp_analyses_model_name_version_id", "model_name", "version", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))  # champion | challenger
+    revision: Mapped[int] = mapped_column(Integer)  # the model's revision it judged
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    verdict: Mapped[str] = mapped_column(String(16))  # pass | fail | inconclusive
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    rejected: Mapped[int] = mapped_column(BigInteger)
+    client_errors: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[dict[str, Any]] = mapped_column(Json)  # checks, latency, windows, replicas
+    controller: Mapped[str] = mapped_column(String(200))

@@ -12,7 +12,7 @@ Nothing here imports mlflow, feast or torch at import time.
 from controlplane.serving.desired_state import CHANNEL, DbDesiredState, notify_desired_state
 from controlplane.serving.loader import RegistryModelLoader, model_spec
 from controlplane.serving.lookup import FeatureClientLookup, feature_lookup
-from controlplane.serving.windows import DbWindowSink, serving_windows
+from controlplane.serving.windows import DbWindowSink, replicas, serving_windows
 
 __all__ = [
     "CHANNEL",
@@ -23,5 +23,6 @@ __all__ = [
     "feature_lookup",
     "model_spec",
     "notify_desired_state",
+    "replicas",
     "serving_windows",
 ]

@@ -1,9 +1,12 @@
-"""Where replicas' report windows land: `serving.spec.WindowSink` on ``mlcp_serving_windows``,
-and the reader behind ``mlcp serving windows``.
+"""Where replicas' report windows and heartbeats land: `serving.spec.WindowSink` on
+``mlcp_serving_windows`` and ``mlcp_replicas``, and the readers behind ``mlcp serving windows``
+and the replicas column of ``mlcp deployments``.
 
     sink = DbWindowSink(cp.sessions)
     sink.report([window, ...])                          # one transaction per report
+    sink.heartbeat(status)                              # upserts the replica's row
     serving_windows(cp.sessions, "churn", version=3)    # newest first, as dicts
+    replicas(cp.sessions)                               # every replica's last heartbeat
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.audit import as_utc, utcnow
-from controlplane.db.models import ServingWindowRow
+from controlplane.db.models import ReplicaRow, ServingWindowRow
 
 if TYPE_CHECKING:
+    from serving.spec import ReplicaStatus
     from serving.windows import Window
 
 
@@ -40,6 +44,30 @@ class DbWindowSink:
         received_at = self.clock()
         with self.sessions.begin() as session:
             session.add_all([_row(w, received_at) for w in windows])
+
+    def heartbeat(self, status: ReplicaStatus) -> None:
+        body = status.to_dict()
+        with self.sessions.begin() as session:
+            row = session.get(ReplicaRow, status.replica, with_for_update=True)
+            if row is None:
+                session.add(
+                    ReplicaRow(
+                        replica=status.replica,
+                        started_at=as_utc(status.started_at),
+                        seen_at=as_utc(status.at),
+                        status=body,
+                    )
+                )
+            else:
+                row.started_at, row.seen_at = as_utc(status.started_at), as_utc(status.at)
+                row.status = body
+
+
+def replicas(sessions: sessionmaker[Session]) -> list[dict[str, Any]]:
+    """Every replica's last heartbeat (``ReplicaStatus.to_dict()`` plus ``seen_at``), by name."""
+    with sessions() as session:
+        rows = session.execute(select(ReplicaRow).order_by(ReplicaRow.replica)).scalars().all()
+    return [{**row.status, "seen_at": as_utc(row.seen_at).isoformat()} for row in rows]
 
 
 def serving_windows(
@@ -70,6 +98,7 @@ def _row(window: Window, received_at: datetime) -> ServingWindowRow:
         requests=window.requests,
         errors=window.errors,
         rejected=window.rejected,
+        client_errors=window.client_errors,
         latency_sum_s=window.latency_sum_s,
         body=window.to_dict(),
         received_at=as_utc(received_at),

@@ -24,8 +24,9 @@ gates:
   latency: {batch_sizes: [1, 8], p99_ms: 50}
   drift_reference: true
 approval: {required: true}
-canary: {percent: 5}
-slo: {p99_ms: 100, max_error_rate: 0.01}
+canary: {steps: [5, 25, 50], interval_s: 30, failure_limit: 1}
+slo: {p99_ms: 100, max_error_rate: 0.01, breach_windows: 2}
+rollback: {max_per_hour: 2}
 drift: {psi_max: 0.2}
 """
 
@@ -43,7 +44,15 @@ def test_full_policy_builds_every_gate() -> None:
         "drift_reference",
     ]
     assert policy.approval.required
-    assert policy.canary.percent == 5
+    assert policy.canary.steps == (5, 25, 50)
+    assert (policy.canary.interval_s, policy.canary.failure_limit) == (30, 1)
+    assert (policy.slo.breach_windows, policy.rollback.max_per_hour) == (2, 2)
+
+
+def test_policies_stored_before_canary_steps_still_load() -> None:
+    legacy = {"canary": {"percent": 10, "min_requests": 500, "analysis_windows": 3}}
+    canary = Policy.from_dict(legacy).canary
+    assert (canary.steps, canary.min_requests, canary.success_windows) == ((10,), 500, 3)
 
 
 def test_empty_policy_is_valid_and_has_no_gates() -> None:
@@ -57,7 +66,9 @@ def test_empty_policy_is_valid_and_has_no_gates() -> None:
         ("gates:\n  metrics: [{metric: auc, min: high}]\n", "gates.metrics[0].min"),
         ("gates:\n  metrics: [{metric: auc}]\n", "gates.metrics[0]"),
         ("gates:\n  latency: {p99_ms: -1}\n", "gates.latency.p99_ms"),
-        ("canary: {percent: 100}\n", "canary.percent"),
+        ("canary: {steps: [10, 100]}\n", "canary: Value error, steps are percentages"),
+        ("canary: {steps: [50, 10]}\n", "steps must increase"),
+        ("slo: {breach_windows: 0}\n", "slo.breach_windows"),
         ("approvals: {required: true}\n", "approvals"),
         ("gates:\n  data_quality: {expectations: [{type: not_an_expectation}]}\n", "type"),
     ],

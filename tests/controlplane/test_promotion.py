@@ -179,7 +179,7 @@ def test_approval_by_a_second_person(world: World) -> None:
     v1 = world.register(W)
     pending = world.cp.promotions.promote(f"{world.name}@{v1}", "alice")
     assert pending.outcome == "pending_approval"
-    assert world.state(v1) == "validated"
+    assert world.state(v1) == "awaiting_approval"
     assert "champion" not in world.aliases()
     with pytest.raises(InvalidTransition, match="who asked for it"):
         world.cp.promotions.approve(f"{world.name}@{v1}", "alice")
@@ -227,7 +227,7 @@ def test_champion_changing_while_gates_run_is_a_conflict(world: World, monkeypat
     monkeypatch.setattr(service, "_context", racing)
     result = service.promote(f"{world.name}@{v1}", "ci")
     assert result.outcome == "conflict"
-    assert "changed while this promotion ran" in result.reason
+    assert "changed while this ran" in result.reason
     assert world.aliases() == {"champion": v2}
     assert world.state(v1) == "registered"
 

@@ -78,7 +78,7 @@ def test_exactly_one_of_two_simultaneous_promotions_wins(pg_cp: ControlPlane, mo
         )
         assert outcomes == ["conflict", "promoted"], results
         loser = next(r for r in results.values() if r.outcome == "conflict")  # type: ignore[union-attr]
-        assert "changed while this promotion ran" in loser.reason  # type: ignore[union-attr]
+        assert "changed while this ran" in loser.reason  # type: ignore[union-attr]
         winner = next(v for v, r in results.items() if r.outcome == "promoted")  # type: ignore[union-attr]
         assert service.snapshot(model_name).champion == winner
         assert pg_cp.registry.backend.aliases(model_name) == {"champion": winner}

@@ -1,0 +1,142 @@
+"""A model version's lifecycle: one transition table for promotion, approval, canary steps,
+rollback and the controller alike.
+
+    registered ──gates fail──────────────> rejected
+        │ └────gates pass, approval needed─> awaiting_approval ──reject──> rejected
+        │                                        │ approve
+        ├──canary──> canary ──step──> canary     ▼
+        │              │ └──promote────────> production ──retire──> retired
+        │              └──rollback/abort─> rolled_back    │              │
+        └──promote──────────────────────────────┘        └─rollback─> rolled_back
+                                              retired/validated ──restore──> production
+
+Every change goes through `transition`, inside the caller's transaction and under the
+model's row lock (the caller passes the locked `ModelRow` as proof): it checks the table,
+sets the state and its time, and writes the audit row. Nothing else writes
+``ModelVersionRow.state``.
+
+    with sessions.begin() as session:
+        model = lock_model(session, "churn", now)
+        transition(session, model, row, "rollback", actor="controller", reason="...", ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane import audit
+from controlplane.db.models import ModelRow, ModelVersionRow
+from controlplane.db.upsert import insert_if_missing
+from controlplane.errors import InvalidTransition
+
+REGISTERED = "registered"
+AWAITING_APPROVAL = "awaiting_approval"
+VALIDATED = "validated"  # passed its gates, takes no traffic (e.g. a replaced challenger)
+CANARY = "canary"
+PRODUCTION = "production"
+RETIRED = "retired"  # a former champion: a good version to roll back to
+REJECTED = "rejected"
+ROLLED_BACK = "rolled_back"
+
+# Versions a promotion (which re-runs the gates) may start from.
+PROMOTABLE = frozenset(
+    {REGISTERED, AWAITING_APPROVAL, VALIDATED, REJECTED, RETIRED, ROLLED_BACK, CANARY}
+)
+
+# event -> (the states it may start from, the state it leads to, the audit action)
+TRANSITIONS: Mapping[str, tuple[frozenset[str], str, str]] = {
+    "refuse": (PROMOTABLE - {CANARY}, REJECTED, "model.reject"),
+    "await_approval": (PROMOTABLE - {CANARY}, AWAITING_APPROVAL, "model.validate"),
+    "reject": (frozenset({AWAITING_APPROVAL}), REJECTED, "model.reject"),
+    "start_canary": (PROMOTABLE, CANARY, "model.canary"),
+    "step": (frozenset({CANARY}), CANARY, "model.canary_step"),
+    "promote": (PROMOTABLE, PRODUCTION, "model.promote"),
+    "retire": (frozenset({PRODUCTION}), RETIRED, "model.retire"),
+    "demote": (frozenset({CANARY}), VALIDATED, "model.demote"),
+    "rollback": (frozenset({CANARY, PRODUCTION}), ROLLED_BACK, "model.rollback"),
+    "restore": (frozenset({RETIRED, VALIDATED}), PRODUCTION, "model.restore"),
+}
+
+
+def next_state(ref: str, state: str, event: str) -> str:
+    """The state ``event`` leads to from ``state``; InvalidTransition names what is allowed."""
+    sources, target, _ = TRANSITIONS[event]
+    if state not in sources:
+        allowed = ", ".join(sorted(sources))
+        raise InvalidTransition(ref, state, f"{_verb(event)} (only from: {allowed})")
+    return target
+
+
+def lock_model(session: Session, name: str, now: datetime) -> ModelRow:
+    """The model's row, created if missing, locked until the transaction ends."""
+    insert_if_missing(session, ModelRow, "name", name=name, revision=0, updated_at=now)
+    return session.execute(
+        select(ModelRow).where(ModelRow.name == name).with_for_update()
+    ).scalar_one()
+
+
+def version_row(session: Session, name: str, version: int) -> ModelVersionRow:
+    """A registered version's row, locked (its model's row must be locked first)."""
+    return session.execute(
+        select(ModelVersionRow)
+        .where(ModelVersionRow.model_name == name, ModelVersionRow.version == version)
+        .with_for_update()
+    ).scalar_one()
+
+
+def transition(
+    session: Session,
+    model: ModelRow,
+    row: ModelVersionRow,
+    event: str,
+    *,
+    actor: str,
+    reason: str,
+    clock: audit.Clock,
+    evidence: Mapping[str, Any] | None = None,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> str:
+    """Move ``row`` by ``event`` and write its audit row; returns the new state.
+
+    ``model`` is the version's model row, locked by `lock_model` in this transaction.
+    ``before`` / ``after`` add to the audit row's states (who serves, before and after).
+    """
+    ref = f"{row.model_name}@{row.version}"
+    assert model.name == row.model_name, "transition() needs the version's own model row"
+    previous = row.state
+    row.state = next_state(ref, previous, event)
+    if row.state != previous:
+        row.state_changed_at = clock()
+    audit.append(
+        session,
+        actor=actor,
+        action=TRANSITIONS[event][2],
+        subject=ref,
+        before={"state": previous, **(before or {})},
+        after={"state": row.state, **(after or {})},
+        reason=reason,
+        evidence=dict(evidence) if evidence else None,
+        clock=clock,
+    )
+    return row.state
+
+
+def _verb(event: str) -> str:
+    return {
+        "refuse": "refused",
+        "await_approval": "set to await approval",
+        "reject": "rejected",
+        "start_canary": "made a canary",
+        "step": "stepped up",
+        "promote": "promoted",
+        "retire": "retired",
+        "demote": "demoted",
+        "rollback": "rolled back",
+        "restore": "restored to production",
+    }[event]
