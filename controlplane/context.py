@@ -22,6 +22,7 @@ from controlplane.evaluations import EvaluationService
 from controlplane.feature_store import ManagedFeatures
 from controlplane.policy import PolicyStore
 from controlplane.promotion import PromotionService
+from controlplane.rollout import RolloutService
 from controlplane.settings import Settings, load_settings
 from controlplane.tokens import TokenStore
 from registry import Registrar
@@ -53,6 +54,10 @@ class ControlPlane:
     @cached_property
     def promotions(self) -> PromotionService:
         return PromotionService(self.sessions, self.registry, self.policies, self.evaluations)
+
+    @cached_property
+    def rollouts(self) -> RolloutService:
+        return RolloutService(self.sessions, self.registry)
 
     @classmethod
     def open(cls, **overrides: object) -> Self:

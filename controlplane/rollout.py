@@ -1,0 +1,345 @@
+"""Moving traffic between versions that already passed their gates: canary steps, a canary
+becoming production, rollbacks, pauses. The rollback controller, the CLI and the API all
+act through here; none of it re-runs gates.
+
+    rollouts = RolloutService(cp.sessions, cp.registry)
+    rollouts.rollback("churn", actor="alice", reason="p99 doubled")      # canary, else champion
+    rollouts.rollback("churn", actor="alice", reason="...", to=3)        # to a named version
+    rollouts.advance("churn", 25, actor="controller", reason="...", revision=12)
+    rollouts.complete("churn", actor="controller", reason="...", revision=13)
+    rollouts.pause("churn", actor="alice", reason="investigating"); rollouts.resume(...)
+
+Each action is one transaction under the model's row lock: lifecycle transitions with their
+audit rows, a new revision and NOTIFY for the replicas, MLflow's aliases moved before the
+commit and put back if it fails. With ``revision`` given it is a compare-and-set: if the
+model changed since that revision, nothing moves (`ConcurrentChange`).
+
+A rollback with no target undoes the newest change: a canary is removed (the champion keeps
+answering); otherwise the champion hands over to the previous good version, the most
+recently retired former champion (never one that was itself rolled back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane import audit
+from controlplane.db.models import ModelRow, ModelVersionRow
+from controlplane.errors import ConcurrentChange, InvalidTransition, NoFallback
+from controlplane.lifecycle import RETIRED, lock_model, transition, version_row
+from controlplane.mlflow_mirror import CHALLENGER, CHAMPION, MlflowMirror
+from controlplane.promotion import deployment_state, new_split
+from controlplane.serving.desired_state import notify_desired_state
+from registry import Registrar, validate_model_name
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """What an action did: who serves before and after, at which revision."""
+
+    name: str
+    action: str  # rollback | canary_rollback | advance | promote | pause | resume | hold
+    before: Mapping[str, Any]
+    after: Mapping[str, Any]
+    revision: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "action": self.action,
+            "before": dict(self.before),
+            "after": dict(self.after),
+            "revision": self.revision,
+            "reason": self.reason,
+        }
+
+
+class RolloutService:
+    """Traffic moves between gated versions, each a compare-and-set transaction."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        registrar: Registrar,
+        clock: Callable[[], datetime] = audit.utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.registrar = registrar
+        self.clock = clock
+
+    # -- rollbacks ------------------------------------------------------------------------------
+    def rollback(
+        self,
+        name: str,
+        *,
+        actor: str,
+        reason: str,
+        to: int | None = None,
+        revision: int | None = None,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> RolloutResult:
+        """Undo the newest change (a canary, else the champion), or return to version ``to``.
+
+        ``evidence`` goes to the audit row (the controller's checks and windows); a rollback
+        by a person records who asked and why.
+        """
+        validate_model_name(name)
+        with self._changing(name, revision) as (session, model, mirror):
+            before = deployment_state(model)
+            states: dict[int, str] = {}
+            proof = {"automatic": False, **(evidence or {})}
+            if to is None and model.challenger_version is not None:
+                action, canary = "canary_rollback", model.challenger_version
+                row = version_row(session, name, canary)
+                model.challenger_version = model.canary_percent = None
+                new_split(model, self.clock())
+                states[canary] = self._move(session, model, row, "rollback", actor, reason,
+                                            proof, before)  # fmt: skip
+            else:
+                action, champion = "rollback", model.champion_version
+                if champion is None:
+                    raise InvalidTransition(name, "not serving", "rolled back")
+                target = to if to is not None else self._fallback(session, name, champion)
+                if target is None:
+                    raise NoFallback(name, champion)
+                restored = self._restorable(session, name, target, model)
+                old = version_row(session, name, champion)
+                model.champion_version = target
+                new_split(model, self.clock())
+                proof["rolled_back_to"] = target
+                states[champion] = self._move(session, model, old, "rollback", actor, reason,
+                                              proof, before)  # fmt: skip
+                states[target] = self._move(
+                    session, model, restored, "restore", actor,
+                    f"rollback of {name}@{champion}: {reason}", {"rolled_back": champion}, before,
+                )  # fmt: skip
+            notify_desired_state(session, name)
+            after = deployment_state(model)
+            mirror.publish(after[CHAMPION], after[CHALLENGER], states)
+            return RolloutResult(name, action, before, after, model.revision, reason)
+
+    def fallback(self, name: str) -> int | None:
+        """The version a rollback of the champion would return to (None: there is none)."""
+        with self.sessions() as session:
+            model = session.get(ModelRow, name)
+            champion = model.champion_version if model is not None else None
+            return self._fallback(session, name, champion)
+
+    # -- canary steps ---------------------------------------------------------------------------
+    def advance(
+        self,
+        name: str,
+        percent: int,
+        *,
+        actor: str,
+        reason: str,
+        revision: int | None = None,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> RolloutResult:
+        """Give the canary ``percent`` of the traffic (a step up; refused while paused)."""
+        with self._changing(name, revision) as (session, model, mirror):
+            canary = self._running_canary(model, name)
+            if not 1 <= percent <= 99:
+                raise InvalidTransition(f"{name}@{canary}", "a canary", f"given {percent}%")
+            before = deployment_state(model)
+            row = version_row(session, name, canary)
+            model.canary_percent = percent
+            new_split(model, self.clock())
+            state = self._move(session, model, row, "step", actor, reason, evidence, before)
+            notify_desired_state(session, name)
+            after = deployment_state(model)
+            mirror.publish(after[CHAMPION], after[CHALLENGER], {canary: state})
+            return RolloutResult(name, "advance", before, after, model.revision, reason)
+
+    def complete(
+        self,
+        name: str,
+        *,
+        actor: str,
+        reason: str,
+        revision: int | None = None,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> RolloutResult:
+        """The canary becomes production; the champion retires (a good fallback)."""
+        with self._changing(name, revision) as (session, model, mirror):
+            canary = self._running_canary(model, name)
+            before = deployment_state(model)
+            states: dict[int, str] = {}
+            if (champion := model.champion_version) is not None:
+                old = version_row(session, name, champion)
+                states[champion] = self._move(
+                    session, model, old, "retire", actor,
+                    f"replaced as champion by {name}@{canary}", None, before,
+                )  # fmt: skip
+            row = version_row(session, name, canary)
+            model.champion_version, model.challenger_version = canary, None
+            model.canary_percent = None
+            new_split(model, self.clock())
+            states[canary] = self._move(session, model, row, "promote", actor, reason, evidence,
+                                        before)  # fmt: skip
+            notify_desired_state(session, name)
+            after = deployment_state(model)
+            mirror.publish(after[CHAMPION], after[CHALLENGER], states)
+            return RolloutResult(name, "promote", before, after, model.revision, reason)
+
+    # -- pause, resume, hold --------------------------------------------------------------------
+    def pause(self, name: str, *, actor: str, reason: str) -> RolloutResult:
+        """Hold the canary at its weight: no steps, no promotion (failures still roll it back)."""
+        return self._set_hold(name, actor, reason, paused=True, action="canary.pause")
+
+    def resume(self, name: str, *, actor: str, reason: str) -> RolloutResult:
+        """Let a paused or held canary go on (its passing analyses so far still count)."""
+        return self._set_hold(name, actor, reason, paused=False, action="canary.resume")
+
+    def hold(
+        self,
+        name: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        revision: int,
+        pause_canary: bool,
+        action: str = "controller.hold",
+        evidence: Mapping[str, Any] | None = None,
+    ) -> RolloutResult | None:
+        """The controller holds, or alerts (``action``), and says why once: None if it
+        already did for that reason at this revision. Who serves does not change."""
+        with self.sessions.begin() as session:
+            model = lock_model(session, name, self.clock())
+            if model.revision != revision or model.hold_reason == reason:
+                return None
+            before = deployment_state(model)
+            model.hold_reason = reason
+            model.canary_paused = model.canary_paused or pause_canary
+            audit.append(
+                session,
+                actor=actor,
+                action=action,
+                subject=f"{name}@{version}",
+                before=before,
+                after={**before, "paused": model.canary_paused},
+                reason=reason,
+                evidence=dict(evidence) if evidence else None,
+                clock=self.clock,
+            )
+            return RolloutResult(name, "hold", before, before, model.revision, reason)
+
+    # -- internals ------------------------------------------------------------------------------
+    @contextmanager
+    def _changing(
+        self, name: str, revision: int | None
+    ) -> Iterator[tuple[Session, ModelRow, MlflowMirror]]:
+        """What every traffic move shares: the MLflow mirror outside (it undoes the aliases
+        if the commit fails), the transaction inside, the model row locked, its revision
+        checked."""
+        with MlflowMirror(self.registrar.backend, name) as mirror, self.sessions.begin() as session:
+            model = lock_model(session, name, self.clock())
+            if revision is not None and model.revision != revision:
+                raise ConcurrentChange(name, f"revision {revision}", f"revision {model.revision}")
+            yield session, model, mirror
+
+    def _move(
+        self,
+        session: Session,
+        model: ModelRow,
+        row: ModelVersionRow,
+        event: str,
+        actor: str,
+        reason: str,
+        evidence: Mapping[str, Any] | None,
+        before: Mapping[str, Any],
+    ) -> str:
+        return transition(
+            session,
+            model,
+            row,
+            event,
+            actor=actor,
+            reason=reason,
+            clock=self.clock,
+            evidence={**(evidence or {}), "revision": model.revision},
+            before=before,
+            after=deployment_state(model),
+        )
+
+    @staticmethod
+    def _running_canary(model: ModelRow, name: str) -> int:
+        if model.challenger_version is None:
+            raise InvalidTransition(name, "not running a canary", "stepped or promoted")
+        if model.canary_paused:
+            raise InvalidTransition(
+                f"{name}@{model.challenger_version}",
+                f"a paused canary ({model.hold_reason or 'paused'})",
+                f"stepped or promoted; `mlcp canary resume {name}` first",
+            )
+        return model.challenger_version
+
+    @staticmethod
+    def _fallback(session: Session, name: str, champion: int | None) -> int | None:
+        """The most recently retired former champion: it passed its gates, served, and was
+        replaced, not rolled back."""
+        found = session.execute(
+            select(ModelVersionRow.version)
+            .where(
+                ModelVersionRow.model_name == name,
+                ModelVersionRow.state == RETIRED,
+                ModelVersionRow.version != champion,
+            )
+            .order_by(
+                ModelVersionRow.state_changed_at.desc().nulls_last(),
+                ModelVersionRow.version.desc(),
+            )
+            .limit(1)
+        ).scalar_one_or_none()
+        return found
+
+    @staticmethod
+    def _restorable(session: Session, name: str, target: int, model: ModelRow) -> ModelVersionRow:
+        ref = f"{name}@{target}"
+        if target == model.champion_version:
+            raise InvalidTransition(ref, "the champion already", "rolled back to")
+        if target == model.challenger_version:
+            raise InvalidTransition(
+                ref, "the running canary", f"rolled back to; `mlcp promote {ref}` to finish it"
+            )
+        row = session.execute(
+            select(ModelVersionRow)
+            .where(ModelVersionRow.model_name == name, ModelVersionRow.version == target)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if row is None or row.status != "complete":
+            raise InvalidTransition(ref, "not registered", "rolled back to")
+        return row
+
+    def _set_hold(
+        self, name: str, actor: str, reason: str, *, paused: bool, action: str
+    ) -> RolloutResult:
+        validate_model_name(name)
+        with self.sessions.begin() as session:
+            model = lock_model(session, name, self.clock())
+            if model.challenger_version is None:
+                raise InvalidTransition(name, "not running a canary", action.split(".")[1] + "d")
+            before = {**deployment_state(model), "paused": model.canary_paused}
+            model.canary_paused = paused
+            model.hold_reason = reason if paused else None
+            after = {**deployment_state(model), "paused": paused}
+            audit.append(
+                session,
+                actor=actor,
+                action=action,
+                subject=f"{name}@{model.challenger_version}",
+                before=before,
+                after=after,
+                reason=reason,
+                clock=self.clock,
+            )
+            return RolloutResult(name, action.split(".")[1], before, after, model.revision, reason)
