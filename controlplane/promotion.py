@@ -140,14 +140,24 @@ class PromotionService:
 
     # -- promote ------------------------------------------------------------------------------
     def promote(
-        self, ref: str | ModelRef, actor: str, canary_percent: int | None = None
+        self,
+        ref: str | ModelRef,
+        actor: str,
+        canary_percent: int | None = None,
+        *,
+        canary: bool = False,
     ) -> PromotionResult:
+        """Run the gates and promote: to production, or with ``canary`` (or a
+        ``canary_percent``) to a canary starting at that weight (default: the policy's first
+        step), which the rollback controller then walks through the policy's steps."""
         version = self.registrar.get(ref)
         if version.state not in PROMOTABLE:
             raise InvalidTransition(version.ref, version.state, "promoted")
         if canary_percent is not None and not 1 <= canary_percent <= 99:
             raise InvalidTransition(version.ref, version.state, f"a {canary_percent}% canary")
         stored = self.policies.current(version.name)
+        if canary and canary_percent is None:
+            canary_percent = stored.policy.canary.steps[0]
         snap = self.snapshot(version.name)
         if snap.champion == version.version:
             raise InvalidTransition(version.ref, "already the champion", "promoted again")

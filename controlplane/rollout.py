@@ -133,6 +133,15 @@ class RolloutService:
             champion = model.champion_version if model is not None else None
             return self._fallback(session, name, champion)
 
+    def abort(self, name: str, *, actor: str, reason: str) -> RolloutResult:
+        """Remove the canary now (a person's rollback of it); refused when there is none."""
+        with self.sessions() as session:
+            model = session.get(ModelRow, validate_model_name(name))
+            running = model is not None and model.challenger_version is not None
+        if not running:
+            raise InvalidTransition(name, "not running a canary", "aborted")
+        return self.rollback(name, actor=actor, reason=reason)
+
     # -- canary steps ---------------------------------------------------------------------------
     def advance(
         self,
@@ -208,17 +217,20 @@ class RolloutService:
         reason: str,
         revision: int,
         pause_canary: bool,
+        code: str,
         action: str = "controller.hold",
         evidence: Mapping[str, Any] | None = None,
     ) -> RolloutResult | None:
         """The controller holds, or alerts (``action``), and says why once: None if it
-        already did for that reason at this revision. Who serves does not change."""
+        already did for that ``code`` at this revision. Who serves does not change; the
+        model's ``hold_reason`` reads ``code: reason``."""
         with self.sessions.begin() as session:
             model = lock_model(session, name, self.clock())
-            if model.revision != revision or model.hold_reason == reason:
+            held = (model.hold_reason or "").split(":", 1)[0]
+            if model.revision != revision or held == code:
                 return None
             before = deployment_state(model)
-            model.hold_reason = reason
+            model.hold_reason = f"{code}: {reason}"
             model.canary_paused = model.canary_paused or pause_canary
             audit.append(
                 session,

@@ -39,6 +39,14 @@ class _Body(BaseModel):
 
 class PromoteBody(_Body):
     canary_percent: int | None = Field(default=None, ge=1, le=99)
+    canary: bool = Field(default=False, description="start as a canary at the policy's first step")
+
+
+class RollbackBody(_Body):
+    """``{"reason": "..."}`` undoes the newest change; ``"to": 3`` returns to version 3."""
+
+    to: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 class ShadowBody(_Body):
@@ -167,7 +175,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
     @app.post("/v1/models/{name}/versions/{version}/promote")
     def promote(name: str, version: str, body: PromoteBody, who: Promoter) -> JSONResponse:
         result = cp.promotions.promote(
-            ref(name, version), _actor(who), canary_percent=body.canary_percent
+            ref(name, version), _actor(who), canary_percent=body.canary_percent, canary=body.canary
         )
         status = 200 if result.accepted else 409 if result.outcome == "conflict" else 422
         return JSONResponse(result.to_dict(), status_code=status)
@@ -190,6 +198,42 @@ def create_app(cp: ControlPlane) -> FastAPI:
         else:
             snap = cp.promotions.shadow(ref(name, str(body.version)), _actor(who), body.reason)
         return {"name": name, **snap.to_dict()}
+
+    @app.get("/v1/deployments")
+    def list_deployments(_: Reader) -> list[dict[str, Any]]:
+        from controlplane.deployments import deployments
+
+        return deployments(cp)
+
+    @app.get("/v1/deployments/{name}")
+    def show_deployment(name: str, _: Reader) -> dict[str, Any]:
+        from controlplane.deployments import deployments
+
+        found = deployments(cp, name)
+        if not found:
+            raise HTTPException(404, f"{name} is registered but not deployed")
+        return found[0]
+
+    @app.post("/v1/models/{name}/rollback")
+    def rollback(name: str, body: RollbackBody, who: Promoter) -> dict[str, Any]:
+        return cp.rollouts.rollback(
+            name, actor=_actor(who), reason=body.reason, to=body.to
+        ).to_dict()
+
+    @app.post("/v1/models/{name}/canary/pause")
+    def pause_canary(name: str, body: DecisionBody, who: Promoter) -> dict[str, Any]:
+        why = body.reason or f"paused by {_actor(who)}"
+        return cp.rollouts.pause(name, actor=_actor(who), reason=why).to_dict()
+
+    @app.post("/v1/models/{name}/canary/resume")
+    def resume_canary(name: str, body: DecisionBody, who: Promoter) -> dict[str, Any]:
+        why = body.reason or f"resumed by {_actor(who)}"
+        return cp.rollouts.resume(name, actor=_actor(who), reason=why).to_dict()
+
+    @app.post("/v1/models/{name}/canary/abort")
+    def abort_canary(name: str, body: DecisionBody, who: Promoter) -> dict[str, Any]:
+        why = body.reason or f"aborted by {_actor(who)}"
+        return cp.rollouts.abort(name, actor=_actor(who), reason=why).to_dict()
 
     @app.get("/v1/models/{name}/windows")
     def windows(

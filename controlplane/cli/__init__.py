@@ -50,8 +50,8 @@ pass_env = click.make_pass_decorator(Env)
 @click.version_option(package_name="mlcp", prog_name="mlcp")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """mlcp: register PyTorch models with lineage, audit every change, and (soon) promote,
-    serve and roll them back.
+    """mlcp: register PyTorch models with lineage, promote them through gates, serve them,
+    and roll them back on their own when they breach their SLO; every change audited.
 
     Settings come from MLCP_* environment variables and an optional mlcp.toml; the
     default keeps everything under ./.mlcp (SQLite, local artifacts).
@@ -82,14 +82,17 @@ def _register_commands() -> None:
     from controlplane.cli import (
         api,
         audit,
+        controller,
         db,
         demo,
+        deployments,
         evaluate,
         features,
         lineage,
         models,
         policy,
         promote,
+        rollback,
         serve,
         serving,
         shadow,
@@ -108,6 +111,10 @@ def _register_commands() -> None:
     cli.add_command(serve.serve)
     cli.add_command(serving.serving)
     cli.add_command(shadow.shadow)
+    cli.add_command(controller.controller)
+    cli.add_command(deployments.deployments)
+    cli.add_command(rollback.rollback)
+    cli.add_command(rollback.canary)
     for command in (promote.promote, promote.approve, promote.reject, promote.gates):
         cli.add_command(command)
 

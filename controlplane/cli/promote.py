@@ -27,16 +27,24 @@ if TYPE_CHECKING:
 @click.option(
     "--canary",
     "canary_percent",
-    type=click.IntRange(1, 99),
-    metavar="PERCENT",
-    help="go there through a canary taking PERCENT of traffic",
+    type=click.IntRange(0, 99),
+    is_flag=False,
+    flag_value=0,
+    metavar="[PERCENT]",
+    help="go there through a canary: PERCENT of traffic first (default: the policy's first "
+    "canary step); `mlcp controller run` walks it through the policy's steps",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the gate report as JSON")
 @pass_env
 def promote(env: Env, ref: str, target: str, canary_percent: int | None, as_json: bool) -> None:
     """Run REF's gates and promote it. Exit 0 promoted (or awaiting approval), 1 refused."""
     progress(f"running the gates of {ref}")
-    result = env.cp.promotions.promote(ref, env.settings.actor, canary_percent=canary_percent)
+    result = env.cp.promotions.promote(
+        ref,
+        env.settings.actor,
+        canary_percent=canary_percent or None,
+        canary=canary_percent is not None,
+    )
     _finish(result, as_json)
 
 

@@ -77,6 +77,20 @@ class LazyLookup:
 @click.option("--poll-s", type=click.FloatRange(0.01), default=1.0, show_default=True)
 @click.option("--window-s", type=click.FloatRange(0.1), default=60.0, show_default=True)
 @click.option("--replica", default="", help="name in window reports (default host:pid)")
+@click.option(
+    "--keep-warm-s",
+    type=click.FloatRange(0),
+    default=600.0,
+    show_default=True,
+    help="keep a replaced champion loaded this long, so a rollback to it is a route flip",
+)
+@click.option(
+    "--heartbeat-s",
+    type=click.FloatRange(0.05),
+    default=5.0,
+    show_default=True,
+    help="how often to tell the control plane what this replica serves",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--access-log", is_flag=True, help="log every request (default: only failures)")
 @pass_env
@@ -95,6 +109,8 @@ def serve(
     poll_s: float,
     window_s: float,
     replica: str,
+    keep_warm_s: float,
+    heartbeat_s: float,
     log_level: str,
     access_log: bool,
 ) -> None:
@@ -130,6 +146,8 @@ def serve(
             replica=replica,
             models=models,
             access_log=access_log,
+            keep_warm_s=keep_warm_s,
+            heartbeat_s=heartbeat_s,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

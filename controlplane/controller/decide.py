@@ -117,6 +117,9 @@ class Decision:
     analysis: Analysis | None = None
     target: int | None = None  # rollback: the version to return to; advance: the weight
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    # Why a hold or alert, as a stable word (no_fallback, rollback_cap, too_little_traffic,
+    # rolled_back_before, auto_promote_off, alert_only): said once per revision and code.
+    code: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +129,7 @@ class Decision:
             "reason": self.reason,
             "revision": self.revision,
             "target": self.target,
+            "code": self.code,
             "analysis": self.analysis.to_dict() if self.analysis else None,
             **dict(self.evidence),
         }
@@ -204,8 +208,12 @@ def _watch_champion(
         "baseline",
     )
 
-    def decision(action: Action, reason: str, target: int | None = None) -> Decision:
-        return Decision(model.name, version, action, reason, model.revision, analysis, target)
+    def decision(
+        action: Action, reason: str, target: int | None = None, code: str | None = None
+    ) -> Decision:
+        return Decision(
+            model.name, version, action, reason, model.revision, analysis, target, code=code
+        )
 
     run = (*history.champion_run, analysis.verdict)
     breach = _trailing_failures(run)
@@ -217,9 +225,11 @@ def _watch_champion(
         return decision("nothing", f"failed ({why}); breach {breach} of {needed} to confirm")
     confirmed = f"SLO breach confirmed over {breach} analyses: {why}"
     if policy.rollback.on_breach == "alert":
-        return decision("alert", f"{confirmed}; the policy says alert only")
+        return decision("alert", f"{confirmed}; the policy says alert only", code="alert_only")
     if model.fallback is None:
-        return decision("hold", f"{confirmed}; no healthy version to roll back to, holding")
+        return decision(
+            "hold", f"{confirmed}; no healthy version to roll back to, holding", code="no_fallback"
+        )
     cap = policy.rollback.max_per_hour
     recent = history.rollbacks_since(now - timedelta(hours=1))
     if recent >= cap:
@@ -227,6 +237,7 @@ def _watch_champion(
             "hold",
             f"{confirmed}; {recent} automatic rollbacks of {model.name} in the last hour "
             f"(rollback.max_per_hour: {cap}), holding",
+            code="rollback_cap",
         )
     return decision("rollback", confirmed, target=model.fallback)
 
@@ -244,8 +255,12 @@ def _judge_canary(
     analysis = analyse(version, "challenger", traffic, policy, champion, "champion")
     step = (*history.step, analysis.verdict)
 
-    def decision(action: Action, reason: str, target: int | None = None) -> Decision:
-        return Decision(model.name, version, action, reason, model.revision, analysis, target)
+    def decision(
+        action: Action, reason: str, target: int | None = None, code: str | None = None
+    ) -> Decision:
+        return Decision(
+            model.name, version, action, reason, model.revision, analysis, target, code=code
+        )
 
     failures = step.count("fail")
     if analysis.verdict == "fail":
@@ -266,6 +281,7 @@ def _judge_canary(
                 f"{run} analyses in a row had too little traffic (under canary.min_requests: "
                 f"{canary.min_requests} requests each) at {model.canary_percent}%; holding at "
                 "this weight: send more traffic, or `mlcp canary resume` / `mlcp promote` by hand",
+                code="too_little_traffic",
             )
         return decision("nothing", f"inconclusive ({run} in a row)")
     passes = step.count("pass")
@@ -281,10 +297,13 @@ def _judge_canary(
             "hold",
             f"passed every step, but the controller rolled {model.name}@{version} back before: "
             "it is not promoted again automatically; `mlcp promote` it by hand",
+            code="rolled_back_before",
         )
     if not canary.auto_promote:
         return decision(
-            "hold", "passed every step; canary.auto_promote is false: `mlcp promote` by hand"
+            "hold",
+            "passed every step; canary.auto_promote is false: `mlcp promote` by hand",
+            code="auto_promote_off",
         )
     return decision("promote", f"passed every step up to {model.canary_percent}%")
 

@@ -194,6 +194,7 @@ class Controller:
                 held = rollouts.hold(
                     name, decision.version, actor=who, reason=why, revision=revision,
                     pause_canary=decision.version == model.challenger,
+                    code=decision.code or decision.action,
                     action=f"controller.{decision.action}", evidence=evidence,
                 )  # fmt: skip
                 if held is not None:
