@@ -44,18 +44,22 @@ from serving.metrics import OTHER
 from serving.protocol import (
     InferenceRequest,
     PredictRequest,
-    infer_response,
+    encode_infer_response,
     input_tensor,
     model_metadata,
     parse_body,
+    parse_infer,
     prediction_values,
 )
 from serving.routing import entity_routing_key, random_key, routing_key
 from serving.served import EntityRows, Payload, ServedVersion, TensorRows
+from serving.spec import ModelSpec
 from serving.windows import outcome_of
 
 log = logging.getLogger("serving.access")
 SERVER_NAME = "mlcp"
+# Open Inference Protocol extensions this server speaks (Triton's names).
+EXTENSIONS = ["binary_tensor_data"]
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -237,7 +241,9 @@ def create_app(manager: ModelManager) -> FastAPI:
 
     async def infer(request: Request, name: str, version: int | None) -> Response:
         async def handle(start: float, budget_ms: float, tally: Tally) -> Response:
-            body = parse_body(InferenceRequest, await body_of(request))
+            body = parse_infer(
+                await body_of(request), request.headers.get("inference-header-content-length")
+            )
             shadow: ServedVersion | None = None
             if version is not None:
                 served = manager.version(name, version)
@@ -253,13 +259,13 @@ def create_app(manager: ModelManager) -> FastAPI:
             if shadow is not None and _fits(tensor, shadow):
                 mirror(shadow, TensorRows(tensor), rows, deadline, budget_ms)
             outputs = await wait(future, served, deadline, budget_ms)
-            return _json(infer_response(served.spec, outputs, body.id))
+            return _infer_answer(served.spec, outputs, body)
 
         return await answer("infer", name, handle, request)
 
     @app.get("/v2")
     async def server_metadata() -> Response:
-        return _json({"name": SERVER_NAME, "version": _version(), "extensions": []})
+        return _json({"name": SERVER_NAME, "version": _version(), "extensions": EXTENSIONS})
 
     @app.get("/v2/health/live")
     async def live() -> Response:
@@ -448,6 +454,17 @@ def _fallback_charge(manager: ModelManager, name: str) -> list[tuple[ServedVersi
         return [(manager.primary(name), None)]
     except ServingError:
         return []
+
+
+def _infer_answer(spec: ModelSpec, outputs: torch.Tensor, request: InferenceRequest) -> Response:
+    body, header_length = encode_infer_response(spec, outputs, request)
+    if header_length is None:
+        return Response(body, media_type="application/json")
+    return Response(
+        body,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(header_length)},
+    )
 
 
 def _fits(tensor: torch.Tensor, shadow: ServedVersion) -> bool:
