@@ -189,6 +189,3 @@ def test_outcome_of_maps_statuses() -> None:
     assert [outcome_of(s) for s in (200, 400, 404, 413, 422, 500, 503, 504)] == [
         OK, CLIENT_ERROR, CLIENT_ERROR, CLIENT_ERROR, CLIENT_ERROR, ERROR, REJECTED, REJECTED
     ]  # fmt: skip
-
-
-
