@@ -309,7 +309,6 @@ def test_an_online_store_outage_fails_only_uncached_entities(replica: Replica) -
     assert log.count("the online store (FeastOnlineBackend) is back") == 1, log[-3000:]
 
 
-@pytest.mark.xfail(strict=False, reason="needs the window backlog from issue 9")
 def test_the_windows_of_a_database_outage_arrive_after_it(replica: Replica) -> None:
     assert replica.outages, "runs after the database outage test"
     began, ended = replica.outages[0]
