@@ -36,7 +36,9 @@ class ControlPlane:
 
     def __init__(self, settings: Settings, *, auto_create_schema: bool = True) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url, settings.db_connect_timeout_s)
+        self.engine = make_engine(
+            settings.database_url, settings.db_connect_timeout_s, settings.db_statement_timeout_s
+        )
         try:
             check_connection(self.engine)
             self.created_schema = ensure_schema(self.engine, auto_create=auto_create_schema)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from features.client import CacheConfig, FeatureClient
     from features.feast_repo import ApplyReport, FeastRepo, MaterializationResult
+    from features.metrics import FeatureMetrics
     from features.training import TrainingSet
 
 Progress = Callable[[str], None]
@@ -127,13 +128,18 @@ class ManagedFeatures:
 
         return training_set(self.repo, VersionedRef.parse(service), entity_df, labels)
 
-    def client(self, config: CacheConfig | None = None) -> FeatureClient:
+    def client(
+        self, config: CacheConfig | None = None, metrics: FeatureMetrics | None = None
+    ) -> FeatureClient:
         """A cached online client over this project, invalidated through the database."""
         from features.client import CacheConfig, FeatureClient
         from features.online_feast import FeastOnlineBackend
 
         return FeatureClient(
-            FeastOnlineBackend(self.repo.store), self.generations, config or CacheConfig()
+            FeastOnlineBackend(self.repo.store),
+            self.generations,
+            config or CacheConfig(),
+            metrics=metrics,
         )
 
     def _record(

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     feast_registry: str = Field(default="", description="file path or postgresql:// URL")
     feast_online_store: str = Field(default="", description="SQLite file path or redis://host:port")
     db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # PostgreSQL's statement_timeout for every statement (0: none); `mlcp serve` sets its own.
+    db_statement_timeout_s: float = Field(default=0.0, ge=0, le=3600)
 
     @classmethod
     def settings_customise_sources(

@@ -3,7 +3,7 @@
     client = FeatureClient(FeastOnlineBackend(store), RedisGenerations(redis_url))
     batch = client.get("churn_features@3", [{"user_id": 7}, {"user_id": 9}])
     batch.rows[0].values   # {"orders_7d": 3, ...}, or None: the store does not know user 7
-    batch.rows[0].status   # "hit" | "fetched" | "missing" | "stale"
+    batch.rows[0].status   # "hit" | "fetched" | "missing" | "stale" ("unavailable": partial)
 
 Per service, rows are cached for ``min(config.default_ttl_s, backend.freshness_s(service))``,
 keyed by the entity key. Only the rows not fresh in the cache go to the backend, in one call
@@ -13,7 +13,11 @@ reads the service's views' generations; when one moved (a materialization landed
 process), rows cached before it are no longer served fresh. When the backend raises
 `BackendUnavailable`, rows younger than ``max_staleness_s`` are served with status ``stale``,
 the backend is left alone for ``unavailable_backoff_s``, and `OnlineStoreUnavailable` is raised
-if a requested row has nothing young enough. The policy itself is `features.cache.decide`.
+if a requested row has nothing young enough (or, with ``get(..., partial=True)``, that row alone
+comes back ``unavailable``). With ``check_in_background`` generations are read on a thread of
+their own, so a hung generations source delays invalidation, never a read. An outage of the
+store or of the generations is logged once when it begins and once when it ends.
+The policy itself is `features.cache.decide`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, cast
 
 from features.cache import Decision, Entry, Hit, LruCache, Stale
 from features.errors import FeatureStoreError, OnlineStoreUnavailable
+from features.outage import Outage
 from features.refs import VersionedRef
 
 if TYPE_CHECKING:
@@ -36,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Status = Literal["hit", "fetched", "missing", "stale"]
+Status = Literal["hit", "fetched", "missing", "stale", "unavailable"]
 EntityKey = tuple[tuple[str, Hashable], ...]
 CacheKey = tuple[str, EntityKey]  # (name@version, entity key): str hashes are cached
 
@@ -60,6 +65,9 @@ class CacheConfig:
     # A down Redis makes each read wait out the client's connect retries (seconds with
     # redis-py's defaults): after a failure, serve from the cache alone for this long.
     unavailable_backoff_s: float = 1.0
+    # Read generations on a background thread, never on the caller's (serving sets it: a
+    # database that hangs must not hold a batch); reads answer from what is known meanwhile.
+    check_in_background: bool = False
 
     def __post_init__(self) -> None:
         if self.max_entries < 1:
@@ -151,6 +159,9 @@ def _row(fields: tuple[dict[str, Any] | None, Status, float]) -> FeatureRow:
     return cast(FeatureRow, tuple.__new__(FeatureRow, fields))
 
 
+_UNAVAILABLE = FeatureRow(None, "unavailable", 0.0)
+
+
 class _ServiceState:
     """What the client knows about one service: its views, TTL, and their generations."""
 
@@ -158,8 +169,10 @@ class _ServiceState:
         "applied_seq",
         "check_seq",
         "checked_at",
+        "checking",
         "epoch",
         "generations",
+        "known",
         "name",
         "ref",
         "ttl_s",
@@ -179,8 +192,10 @@ class _ServiceState:
         self.views = views
         self.ttl_s = ttl_s
         self.generations = generations
+        self.known = False  # whether generations were ever read (the first read sets a base)
         self.epoch = 0  # bumped whenever a view's generation moves: entries carry it
         self.checked_at = now
+        self.checking = False  # a background check is running
         self.check_seq = 0
         self.applied_seq = 0
 
@@ -223,7 +238,16 @@ class FeatureClient:
         self._states: dict[str | VersionedRef, _ServiceState] = {}  # by name@version and ref
         self._retry_at = -math.inf
         self._last_failure: BackendUnavailable | None = None
-        self._generations_down = False
+        self.store_outage = Outage(
+            f"the online store ({type(backend).__name__})",
+            log,
+            impact="serving cached rows younger than max_staleness_s",
+        )
+        self.generations_outage = Outage(
+            f"the feature generations ({type(generations).__name__})",
+            log,
+            impact="cached rows expire by TTL alone until they are back",
+        )
         self._last: tuple[object, _ServiceState] | None = None
 
     @property
@@ -231,16 +255,24 @@ class FeatureClient:
         """How many rows are cached."""
         return len(self._cache)
 
-    def get(self, service: str | VersionedRef, entity_rows: list[dict[str, Any]]) -> FeatureBatch:
-        """The service's features for each entity row, in order (see the module docstring)."""
+    def get(
+        self,
+        service: str | VersionedRef,
+        entity_rows: list[dict[str, Any]],
+        *,
+        partial: bool = False,
+    ) -> FeatureBatch:
+        """The service's features for each entity row, in order (see the module docstring).
+        With ``partial``, rows the store could not give (nor the cache, stale) come back with
+        status ``unavailable`` instead of the whole call raising `OnlineStoreUnavailable`."""
         metrics = self._metrics
         if metrics is None:
-            return FeatureBatch(self._get(self._service(service), entity_rows)[0])
+            return FeatureBatch(self._get(self._service(service), entity_rows, partial)[0])
         started = time.perf_counter()
         state: _ServiceState | None = None
         try:
             state = self._service(service)
-            rows, outcome, hits, stale = self._get(state, entity_rows)
+            rows, outcome, hits, stale = self._get(state, entity_rows, partial)
         except BaseException:
             label = state.name if state is not None else _metric_label(service)
             metrics.observe_get(label, "error", time.perf_counter() - started)
@@ -302,21 +334,28 @@ class FeatureClient:
             ttl_s = ttl_for(self.config, self.backend.freshness_s(ref))
         except BackendUnavailable as exc:
             raise OnlineStoreUnavailable(str(ref), exc.why, self.config.max_staleness_s) from exc
-        generations = self._read_generations(ref, views)
+        background = self.config.check_in_background
+        generations = None if background else self._read_generations(ref, views)
         state = _ServiceState(ref, views, ttl_s, generations or {}, self._clock())
         if generations is None:
-            state.checked_at = -math.inf  # retry on the next get
+            state.checked_at = -math.inf  # check on the next get
+        else:
+            state.known = True
         with self._lock:
             return self._states.setdefault(state.name, state)
 
     def _get(
-        self, state: _ServiceState, entity_rows: list[dict[str, Any]]
+        self, state: _ServiceState, entity_rows: list[dict[str, Any]], partial: bool = False
     ) -> tuple[list[FeatureRow], str, int, int]:
-        """The rows, the outcome (hit, fetched, stale), how many rows hit, how many were stale."""
+        """The rows, the outcome (hit, fetched, stale, error), how many rows hit, how many were
+        stale."""
         config = self.config
         now = self._clock()
         if now - state.checked_at >= config.generation_check_s:
-            self._check_generations(state, now)
+            if config.check_in_background:
+                self._check_in_background(state, now)
+            else:
+                self._check_generations(state, now)
         name = state.name
         keys = [(name, entity_key(row)) for row in entity_rows]
 
@@ -371,7 +410,7 @@ class FeatureClient:
             flight.done.wait()
 
         failures: list[BackendUnavailable] = []
-        stale_rows = 0
+        stale_rows = unavailable = 0
         for key, positions in pending.items():
             # Every pending key is awaited, or read by this call, or refused (backing off).
             flight = awaited.get(key, mine)
@@ -388,6 +427,11 @@ class FeatureClient:
                 raise error or RuntimeError(f"no result for {key!r}")  # a backend bug: surface it
             stale = fallback.get(key)
             if stale is None:
+                if partial:
+                    unavailable += len(positions)
+                    for i in positions:
+                        rows[i] = _UNAVAILABLE
+                    continue
                 failures.append(error)
                 continue
             row = served_row(stale, "stale", now)
@@ -399,7 +443,7 @@ class FeatureClient:
                 name, failures[0].why, config.max_staleness_s
             ) from failures[0]
         hits = len(keys) - sum(len(p) for p in pending.values())
-        outcome = "stale" if stale_rows else "fetched"
+        outcome = "error" if unavailable else "stale" if stale_rows else "fetched"
         return cast("list[FeatureRow]", rows), outcome, hits, stale_rows
 
     def _fetch(
@@ -430,7 +474,7 @@ class FeatureClient:
                     self._last_failure = exc
             flight.done.set()
             if isinstance(exc, BackendUnavailable):
-                log.warning("online store unavailable for %s: %s", state.name, exc.why)
+                self.store_outage.failed(exc.why)
                 if self._metrics is not None:
                     self._metrics.observe_fetch(state.name, time.perf_counter() - started, ok=False)
                 return
@@ -446,9 +490,27 @@ class FeatureClient:
             self._retry_at = -math.inf
             size = len(self._cache)
         flight.done.set()
+        self.store_outage.ok()
         if self._metrics is not None:
             self._metrics.observe_fetch(state.name, time.perf_counter() - started)
             self._metrics.observe_size(size, evicted)
+
+    def _check_in_background(self, state: _ServiceState, now: float) -> None:
+        """Start a check on a thread of its own unless one is running (a hung source holds
+        one thread, not one per interval); the caller goes on with what is known."""
+        with self._lock:
+            if state.checking:
+                return
+            state.checking = True
+
+        def check() -> None:
+            try:
+                self._check_generations(state, now)
+            finally:
+                with self._lock:
+                    state.checking = False
+
+        threading.Thread(target=check, name=f"generations-{state.name}", daemon=True).start()
 
     def _check_generations(self, state: _ServiceState, now: float) -> None:
         with self._lock:
@@ -464,6 +526,9 @@ class FeatureClient:
             if seq < state.applied_seq:
                 return  # a later check already applied its answer
             state.applied_seq = seq
+            if not state.known:  # the first answer: what entries fetched so far were under
+                state.generations, state.known = generations, True
+                return
             if generations == state.generations:
                 return
             state.generations = generations
@@ -479,13 +544,9 @@ class FeatureClient:
             generations = self.generations.current(views)
         except Exception as exc:
             # A broken invalidation feed must not take reads down: the TTL still bounds age.
-            if not self._generations_down:
-                log.warning("cannot read generations of %s (%s); TTL only until back", service, exc)
-            self._generations_down = True
+            self.generations_outage.failed(f"reading {service}: {exc}")
             return None
-        if self._generations_down:
-            log.warning("generations readable again (%s)", service)
-            self._generations_down = False
+        self.generations_outage.ok()
         return generations
 
 

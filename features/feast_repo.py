@@ -132,6 +132,9 @@ class FeastRepo:
     come through ``load_definitions``. Registry reads are cached ``registry_cache_ttl_s``:
     another process's ``apply`` shows here within that. Redis URLs take redis-py options
     as query parameters (``?socket_timeout=0.5``); the timeouts default to 2 s.
+    Opening the store writes ``repo_path/feature_store.yaml`` with the same configuration
+    (rewritten when the settings change), so Feast's own CLI and a plain
+    ``feast.FeatureStore(repo_path=...)`` open the same project.
     """
 
     def __init__(
@@ -164,34 +167,48 @@ class FeastRepo:
         from feast.repo_config import RegistryConfig
 
         registry: RegistryConfig
+        plain = self.feature_store_yaml()
         if "://" in self.registry:
-            # Feast warns about a bare postgresql:// (psycopg2); it runs on psycopg 3.
-            url = re.sub(r"^postgresql://", "postgresql+psycopg://", self.registry)
             registry = SqlRegistryConfig(
-                path=url,
-                cache_ttl_seconds=self.registry_cache_ttl_s,
+                **plain["registry"],
                 sqlalchemy_config_kwargs={"echo": False, "pool_pre_ping": True},
             )
         else:
-            registry = RegistryConfig(
-                path=str(self.repo_path / self.registry),
-                cache_ttl_seconds=self.registry_cache_ttl_s,
-            )
+            registry = RegistryConfig(**plain["registry"])
         self.repo_path.mkdir(parents=True, exist_ok=True)
         config = RepoConfig(
             project=self.project,
             provider="local",
             registry=registry,
-            online_store=_online_config(self.online_store, self.repo_path),
-            offline_store={"type": "file"},
-            entity_key_serialization_version=3,
+            online_store=plain["online_store"],
+            offline_store=plain["offline_store"],
+            entity_key_serialization_version=plain["entity_key_serialization_version"],
             repo_path=self.repo_path,
         )
+        _keep_file(self.repo_path / "feature_store.yaml", plain)
         with _feast_errors(f"Feast project {self.project}"):
             store = FeatureStore(config=config)
         if config.online_store.type == "redis":
             _fail_fast(store)
         return store
+
+    def feature_store_yaml(self) -> dict[str, Any]:
+        """This project's Feast configuration, as ``feature_store.yaml`` holds it."""
+        registry: dict[str, Any] = {"cache_ttl_seconds": self.registry_cache_ttl_s}
+        if "://" in self.registry:
+            # Feast warns about a bare postgresql:// (psycopg2); it runs on psycopg 3.
+            url = re.sub(r"^postgresql://", "postgresql+psycopg://", self.registry)
+            registry.update(registry_type="sql", path=url)
+        else:
+            registry["path"] = str(self.repo_path / self.registry)
+        return {
+            "project": self.project,
+            "provider": "local",
+            "registry": registry,
+            "online_store": _online_config(self.online_store, self.repo_path),
+            "offline_store": {"type": "file"},
+            "entity_key_serialization_version": 3,
+        }
 
     def close(self) -> None:
         """Close the registry's and online store's connections (a later call reopens)."""
@@ -575,6 +592,27 @@ def _online_config(online_store: str, repo_path: Path) -> dict[str, Any]:
             f"online store {online_store!r}", "give a SQLite file path or redis://host:port[/db]"
         )
     return {"type": "sqlite", "path": str(repo_path / online_store)}
+
+
+def _keep_file(path: Path, config: dict[str, Any]) -> None:
+    """Write ``feature_store.yaml`` when it is missing or says something else."""
+    import yaml
+
+    text = (
+        "# Written by mlcp from its settings (MLCP_FEAST_*), and rewritten when they change:\n"
+        "# `feast -c <this folder> feature-views list` reads the project mlcp manages.\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    if "@" in str(config["registry"].get("path", "")):
+        tmp.chmod(0o600)  # it may hold the registry database's password
+    tmp.replace(path)
 
 
 def _fail_fast(store: FeatureStore) -> None:

@@ -19,13 +19,15 @@ from registry.errors import (
     RegistryUnavailable,
     VersionNotFound,
 )
-from registry.lineage import LineageStore, ModelVersion, PendingRegistration, TrainingData
+from registry.lineage import Intent, LineageStore, ModelVersion, PendingRegistration, TrainingData
+from registry.process import ProcessIdentity
 from registry.refs import ModelRef, validate_model_name
 from registry.registration import MODEL_FORMATS, Registrar, RegistrationRequest
 
 __all__ = [
     "MODEL_FORMATS",
     "IdempotencyConflict",
+    "Intent",
     "InvalidEvaluationData",
     "InvalidModel",
     "InvalidModelRef",
@@ -35,6 +37,7 @@ __all__ = [
     "ModelRef",
     "ModelVersion",
     "PendingRegistration",
+    "ProcessIdentity",
     "Registrar",
     "RegistrationFailed",
     "RegistrationInProgress",

@@ -18,6 +18,11 @@ Third-party exceptions (MLflow's) are translated at the adapter edge,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from registry.lineage import Intent
+
 
 class RegistryError(Exception):
     """Root of every error the registry raises."""
@@ -90,12 +95,16 @@ class IdempotencyConflict(RegistryError):
 class RegistrationInProgress(RegistryError):
     """Another registration with the same idempotency key has not finished yet."""
 
-    def __init__(self, name: str, key: str) -> None:
+    def __init__(self, name: str, key: str, intent: Intent | None = None) -> None:
         self.name = name
         self.key = key
+        self.intent = intent
+        owner = intent.owner if intent is not None else None
+        by = f" by process {owner.pid} on {owner.host}" if owner is not None else ""
         super().__init__(
-            f"a registration of {name!r} with idempotency key {key!r} is still in progress; "
-            "retry once it has finished"
+            f"a registration of {name!r} with idempotency key {key!r} is still in progress{by}; "
+            "retry once it has finished, or run `mlcp models recover --older-than 0` if that "
+            "process is gone"
         )
 
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from registry.process import ProcessIdentity
+
 
 @dataclass(frozen=True)
 class TrainingData:
@@ -70,6 +72,18 @@ class PendingRegistration:
     idempotency_key: str | None
     request_fingerprint: str
     registered_by: str
+    owner: ProcessIdentity | None = None  # the registering process, to tell when it is gone
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A registration begun and neither completed nor abandoned, and who began it."""
+
+    registration_id: str
+    name: str
+    created_at: datetime
+    idempotency_key: str | None = None
+    owner: ProcessIdentity | None = None
 
 
 class LineageStore(Protocol):
@@ -80,7 +94,8 @@ class LineageStore(Protocol):
 
         Returns the existing version when the idempotency key was already used for the
         same request fingerprint; raises IdempotencyConflict for a different fingerprint
-        and RegistrationInProgress while another registration holds the key.
+        and RegistrationInProgress (carrying the holder's `Intent`) while another
+        registration holds the key.
         """
         ...
 
@@ -96,6 +111,6 @@ class LineageStore(Protocol):
 
     def versions(self, name: str | None = None) -> list[ModelVersion]: ...
 
-    def pending(self) -> list[tuple[str, str, datetime]]:
-        """Intents neither completed nor abandoned: (registration id, model name, created at)."""
+    def pending(self) -> list[Intent]:
+        """Intents neither completed nor abandoned."""
         ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -369,8 +370,8 @@ class MlflowBackend:
 
     # -- undo ---------------------------------------------------------------------------------
     def purge_registration(self, name: str, registration_id: str) -> None:
-        """Delete everything one registration created, found by its tag: idempotent, and
-        correct even when a step failed after MLflow had done its part."""
+        """Delete everything one registration created, found by its tag, artifacts included:
+        idempotent, and correct even when a step failed after MLflow had done its part."""
         from mlflow.entities import ViewType
 
         tag = f"tags.`{REGISTRATION_TAG}` = '{registration_id}'"
@@ -397,10 +398,31 @@ class MlflowBackend:
                     filter_string=f"source_run_id = '{run.info.run_id}'",
                 )
                 for logged_model in logged:
+                    # MLflow's deletes are soft: the files would stay behind, orphaned.
+                    _delete_artifacts(logged_model.artifact_location)
                     self.client.delete_logged_model(logged_model.model_id)
+                _delete_artifacts(run.info.artifact_uri)
                 if run.info.lifecycle_stage != "deleted":
                     self.client.set_terminated(run.info.run_id, status="FAILED")
                     self.client.delete_run(run.info.run_id)
+
+
+def _delete_artifacts(location: str | None) -> None:
+    """Remove the files under an artifact location (a run's, a logged model's); on a local
+    store also the folder named after it. Absent files are fine: purges repeat."""
+    if not location:
+        return
+    if location.startswith("file:") or "://" not in location:
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        path = Path(local_file_uri_to_path(location))
+        owner = path.parent if path.name == "artifacts" else path  # .../<run id>/artifacts
+        shutil.rmtree(owner, ignore_errors=True)
+        return
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    with contextlib.suppress(FileNotFoundError):
+        get_artifact_repository(location).delete_artifacts()
 
 
 def _probe_database(uri: str, timeout_s: float) -> None:

@@ -1,9 +1,12 @@
 """Registering a torch model: MLflow run, logged model, registry version and lineage, or nothing.
 
-Registration is a saga. An intent row is written first (so even a killed process
-leaves a trace), then each MLflow step records how to undo itself; if any later step
-fails, the undo steps run in reverse and the intent row is dropped. Lineage becomes
-visible only in the final step, atomically with its audit row.
+Registration is a saga. An intent row is written first, naming the process that runs it
+(so even a killed process leaves a trace, and anyone on its host can tell it is gone), then
+each MLflow step records how to undo itself; if any later step fails, the undo steps run in
+reverse and the intent row is dropped. Lineage becomes visible only in the final step,
+atomically with its audit row. An intent whose process is gone is undone (MLflow objects and
+their artifacts) by `Registrar.recover`, and at once by a retry with the same idempotency key,
+which then proceeds.
 
     registrar = Registrar(store, backend_factory)
     version = registrar.register(RegistrationRequest(name="churn", model=net, input_example=x))
@@ -26,10 +29,12 @@ from registry.errors import (
     InvalidRegistration,
     ModelNotFound,
     RegistrationFailed,
+    RegistrationInProgress,
     VersionNotFound,
 )
 from registry.hashing import mapping_sha256, state_dict_sha256
-from registry.lineage import LineageStore, ModelVersion, PendingRegistration, TrainingData
+from registry.lineage import Intent, LineageStore, ModelVersion, PendingRegistration, TrainingData
+from registry.process import ProcessIdentity
 from registry.refs import ModelRef, validate_model_name
 
 if TYPE_CHECKING:
@@ -208,15 +213,27 @@ class Registrar:
         request.validate()
         fingerprint = request.fingerprint()
         registration_id = uuid.uuid4().hex
-        existing = self.store.begin(
-            PendingRegistration(
-                registration_id=registration_id,
-                name=request.name,
-                idempotency_key=request.idempotency_key,
-                request_fingerprint=fingerprint,
-                registered_by=request.registered_by,
-            )
+        intent = PendingRegistration(
+            registration_id=registration_id,
+            name=request.name,
+            idempotency_key=request.idempotency_key,
+            request_fingerprint=fingerprint,
+            registered_by=request.registered_by,
+            owner=ProcessIdentity.current(),
         )
+        try:
+            existing = self.store.begin(intent)
+        except RegistrationInProgress as busy:
+            held = busy.intent
+            if held is None or held.owner is None or held.owner.alive() is not False:
+                raise
+            # The key's holder died mid-way: undo what it left, then take the key.
+            progress(
+                f"undoing registration {held.registration_id} left by process "
+                f"{held.owner.pid} on {held.owner.host}, which is gone"
+            )
+            self._undo(held)
+            existing = self.store.begin(intent)
         if existing is not None:
             progress(f"{existing.ref} already registered with this idempotency key; reusing it")
             return existing
@@ -298,20 +315,25 @@ class Registrar:
         return version
 
     def recover(self, older_than: timedelta = timedelta(hours=1)) -> list[str]:
-        """Undo registrations a killed process left pending for longer than ``older_than``.
+        """Undo registrations a killed process left pending: at once when their process is
+        known to be gone (it ran on this host), else once pending longer than ``older_than``.
 
-        Returns the registration ids cleaned up. Only stale intents are touched, so a
-        registration still running elsewhere is left alone.
+        Returns the registration ids cleaned up (MLflow objects, their artifacts, the intent).
+        A registration still running is left alone until ``older_than``.
         """
         cutoff = datetime.now(UTC) - older_than
         done = []
-        for registration_id, name, created_at in self.store.pending():
-            if _aware(created_at) > cutoff:
+        for intent in self.store.pending():
+            gone = intent.owner is not None and intent.owner.alive() is False
+            if not gone and _aware(intent.created_at) > cutoff:
                 continue
-            self.backend.purge_registration(name, registration_id)
-            self.store.abandon(registration_id)
-            done.append(registration_id)
+            self._undo(intent)
+            done.append(intent.registration_id)
         return done
+
+    def _undo(self, intent: Intent) -> None:
+        self.backend.purge_registration(intent.name, intent.registration_id)
+        self.store.abandon(intent.registration_id)
 
 
 def _aware(ts: datetime) -> datetime:

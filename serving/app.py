@@ -44,18 +44,26 @@ from serving.metrics import OTHER
 from serving.protocol import (
     InferenceRequest,
     PredictRequest,
-    infer_response,
+    encode_infer_response,
     input_tensor,
     model_metadata,
     parse_body,
+    parse_infer,
     prediction_values,
 )
 from serving.routing import entity_routing_key, random_key, routing_key
 from serving.served import EntityRows, Payload, ServedVersion, TensorRows
+from serving.spec import ModelSpec
 from serving.windows import outcome_of
 
 log = logging.getLogger("serving.access")
 SERVER_NAME = "mlcp"
+# Open Inference Protocol extensions this server speaks (Triton's names).
+EXTENSIONS = ["binary_tensor_data"]
+# On an entity answer computed from features served past their freshness (the online store
+# was down): the oldest such row's age in seconds. The body says which rows
+# (``stale_features``).
+STALE_HEADER = "X-Features-Stale-Age-S"
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -237,7 +245,9 @@ def create_app(manager: ModelManager) -> FastAPI:
 
     async def infer(request: Request, name: str, version: int | None) -> Response:
         async def handle(start: float, budget_ms: float, tally: Tally) -> Response:
-            body = parse_body(InferenceRequest, await body_of(request))
+            body = parse_infer(
+                await body_of(request), request.headers.get("inference-header-content-length")
+            )
             shadow: ServedVersion | None = None
             if version is not None:
                 served = manager.version(name, version)
@@ -253,13 +263,13 @@ def create_app(manager: ModelManager) -> FastAPI:
             if shadow is not None and _fits(tensor, shadow):
                 mirror(shadow, TensorRows(tensor), rows, deadline, budget_ms)
             outputs = await wait(future, served, deadline, budget_ms)
-            return _json(infer_response(served.spec, outputs, body.id))
+            return _infer_answer(served.spec, outputs, body)
 
         return await answer("infer", name, handle, request)
 
     @app.get("/v2")
     async def server_metadata() -> Response:
-        return _json({"name": SERVER_NAME, "version": _version(), "extensions": []})
+        return _json({"name": SERVER_NAME, "version": _version(), "extensions": EXTENSIONS})
 
     @app.get("/v2/health/live")
     async def live() -> Response:
@@ -326,10 +336,11 @@ def create_app(manager: ModelManager) -> FastAPI:
             for index, entity in enumerate(body.entities):
                 served, shadow = manager.route(name, entity_routing_key(entity))
                 groups.setdefault(served.ref, (served, shadow, []))[2].append(index)
-            waits = []
+            waits, payloads = [], []
             for served, shadow, indexes in groups.values():
                 tally.route(served)
                 payload = EntityRows([body.entities[i] for i in indexes])
+                payloads.append(payload)
                 waits.append(submit_and_wait(served, payload, len(indexes), deadline, budget_ms))
                 mirror(shadow, payload, len(indexes), deadline, budget_ms)
             results = await asyncio.gather(*waits, return_exceptions=True)
@@ -358,7 +369,14 @@ def create_app(manager: ModelManager) -> FastAPI:
             }
             if body.id is not None:
                 out["id"] = body.id
-            return _json(out)
+            stale = _stale_rows(list(groups.values()), payloads)
+            if not stale:
+                return _json(out)
+            age_s = max(stale.values())
+            out["stale_features"] = {"rows": sorted(stale), "age_s": round(age_s, 3)}
+            for served, _, _ in groups.values():
+                manager.metrics.stale_answer(served.ref)
+            return _json(out, headers={STALE_HEADER: f"{age_s:.3f}"})
 
         return await answer("predict", name, handle, request)
 
@@ -448,6 +466,29 @@ def _fallback_charge(manager: ModelManager, name: str) -> list[tuple[ServedVersi
         return [(manager.primary(name), None)]
     except ServingError:
         return []
+
+
+def _infer_answer(spec: ModelSpec, outputs: torch.Tensor, request: InferenceRequest) -> Response:
+    body, header_length = encode_infer_response(spec, outputs, request)
+    if header_length is None:
+        return Response(body, media_type="application/json")
+    return Response(
+        body,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(header_length)},
+    )
+
+
+def _stale_rows(
+    groups: list[tuple[ServedVersion, ServedVersion | None, list[int]]],
+    payloads: list[EntityRows],
+) -> dict[int, float]:
+    """Request row index -> age of its stale features, for the rows answered from stale ones."""
+    stale: dict[int, float] = {}
+    for (served, _, indexes), payload in zip(groups, payloads, strict=True):
+        for local, age_s in payload.stale.get(served.ref, {}).items():
+            stale[indexes[local]] = age_s
+    return stale
 
 
 def _fits(tensor: torch.Tensor, shadow: ServedVersion) -> bool:

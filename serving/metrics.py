@@ -7,7 +7,9 @@ Exposed: ``mlcp_serving_requests_total`` (labels model, version, endpoint, code)
 ``mlcp_serving_request_seconds`` (histogram: model, version, endpoint),
 ``mlcp_serving_queue_seconds`` and ``mlcp_serving_compute_seconds`` (histograms per version),
 ``mlcp_serving_batch_rows`` (histogram of rows per batch), ``mlcp_serving_queue_depth``
-(gauge), ``mlcp_serving_shadow_total`` (shadow copies by outcome) and
+(gauge), ``mlcp_serving_shadow_total`` (shadow copies by outcome),
+``mlcp_serving_stale_answers_total`` (entity answers computed from features served past their
+freshness, per version) and
 ``mlcp_serving_desired_revision`` (gauge: the desired-state revision applied, per model),
 ``mlcp_serving_windows_pending`` (report windows waiting for the database) and
 ``mlcp_serving_windows_dropped_total`` (windows lost because that backlog was full).
@@ -84,6 +86,12 @@ class ServingMetrics:
             ("ref", "outcome"),
             registry=r,
         )
+        self.stale = Counter(
+            "mlcp_serving_stale_answers",
+            "Entity answers computed from features served past their freshness (store down).",
+            ("ref",),
+            registry=r,
+        )
         self.revision = Gauge(
             "mlcp_serving_desired_revision",
             "The desired-state revision this replica serves, per model.",
@@ -122,7 +130,7 @@ class ServingMetrics:
             del self._children[key]
             _remove(self.requests, model, label, key[2], str(key[3]))
             _remove(self.latency, model, label, key[2])
-        for metric in (self.queue, self.compute, self.batch_rows, self.depth):
+        for metric in (self.queue, self.compute, self.batch_rows, self.depth, self.stale):
             _remove(metric, ref)
         for outcome in SHADOW_OUTCOMES:
             _remove(self.shadow, ref, outcome)
@@ -133,6 +141,9 @@ class ServingMetrics:
         queue = self.queue.labels(ref)
         for seconds in queue_s:
             queue.observe(seconds)
+
+    def stale_answer(self, ref: str) -> None:
+        self.stale.labels(ref).inc()
 
     def queue_depth(self, ref: str, depth: int) -> None:
         self.depth.labels(ref).set(depth)

@@ -1,18 +1,25 @@
 """Open Inference Protocol (KServe v2) REST bodies, and the entity endpoint's, with the checks
 that turn them into tensors. Every failure is an `InvalidInput` naming what is wrong.
 
-    request = parse_infer(body_bytes)
+    request = parse_infer(body_bytes, headers.get("inference-header-content-length"))
     tensor = input_tensor(request, spec)           # validated against the version's TensorSpec
-    body = infer_response(spec, outputs, request.id)
+    body, header_length = encode_infer_response(spec, outputs, request)
+
+The binary tensor extension (Triton's, which KServe's SDK speaks too) is understood both
+ways: a request whose ``Inference-Header-Content-Length`` header says how long its JSON part
+is carries the raw little-endian bytes of each input with ``parameters.binary_data_size``
+after it; an output asked for with ``parameters.binary_data`` (or every output, with the
+request's ``parameters.binary_data_output``) comes back the same way.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from serving.errors import InvalidInput
 from serving.runtime import OIP_DTYPES, TORCH_TO_OIP
@@ -27,8 +34,9 @@ class RequestInput(_Strict):
     name: str
     shape: list[int] = Field(min_length=1)
     datatype: str
-    data: list[Any]
+    data: list[Any] | None = None  # None: its bytes follow the JSON (binary_data_size)
     parameters: dict[str, Any] | None = None
+    _raw: bytes | None = PrivateAttr(default=None)
 
 
 class RequestOutput(_Strict):
@@ -37,7 +45,10 @@ class RequestOutput(_Strict):
 
 
 class InferenceRequest(_Strict):
-    """``POST /v2/models/{name}[/versions/{v}]/infer``."""
+    """``POST /v2/models/{name}[/versions/{v}]/infer``. Top-level fields the protocol does not
+    name (KServe's SDK sends ``model_name``) are ignored; inputs stay strict."""
+
+    model_config = ConfigDict(extra="ignore")
 
     id: str | None = None
     parameters: dict[str, Any] | None = None
@@ -59,6 +70,56 @@ def parse_body(model: type[BaseModel], body: bytes) -> Any:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise InvalidInput(_describe(exc)) from None
+
+
+def parse_infer(body: bytes, header_length: str | None = None) -> InferenceRequest:
+    """An inference request, its binary inputs (if any) attached to their inputs."""
+    if header_length is None:
+        request: InferenceRequest = parse_body(InferenceRequest, body)
+        binary = b""
+    else:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length is {header_length!r} for a body of "
+                f"{len(body)} bytes; give the length of the JSON part"
+            )
+        split = int(header_length)
+        request = parse_body(InferenceRequest, body[:split])
+        binary = body[split:]
+    offset = 0
+    for given in request.inputs:
+        size = _binary_size(given)
+        if size is None:
+            if given.data is None:
+                raise InvalidInput(
+                    f"input {given.name!r} has neither data nor parameters.binary_data_size"
+                )
+            continue
+        if given.data is not None:
+            raise InvalidInput(f"input {given.name!r} has both data and binary_data_size")
+        if offset + size > len(binary):
+            raise InvalidInput(
+                f"input {given.name!r} says binary_data_size {size}, but only "
+                f"{len(binary) - offset} bytes follow; send Inference-Header-Content-Length"
+            )
+        given._raw = binary[offset : offset + size]
+        offset += size
+    if offset != len(binary):
+        raise InvalidInput(
+            f"{len(binary) - offset} bytes follow the JSON that no input's binary_data_size claims"
+        )
+    return request
+
+
+def _binary_size(given: RequestInput) -> int | None:
+    size = (given.parameters or {}).get("binary_data_size")
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidInput(
+            f"input {given.name!r}: parameters.binary_data_size is {size!r}; give a byte count"
+        )
+    return size
 
 
 def _describe(exc: ValidationError) -> str:
@@ -90,12 +151,15 @@ def input_tensor(request: InferenceRequest, spec: ModelSpec) -> torch.Tensor:
         )
     _check_shape(given.shape, expected)
     dtype = OIP_DTYPES[expected.datatype]
-    try:
-        tensor = torch.tensor(given.data, dtype=dtype)
-    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        raise InvalidInput(
-            f"input {given.name!r}: data is not {expected.datatype} ({exc})"
-        ) from None
+    if given._raw is not None:
+        tensor = _from_bytes(given.name, given._raw, dtype, expected.datatype)
+    else:
+        try:
+            tensor = torch.tensor(given.data, dtype=dtype)
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            raise InvalidInput(
+                f"input {given.name!r}: data is not {expected.datatype} ({exc})"
+            ) from None
     count = math.prod(given.shape)
     if tensor.numel() != count:
         raise InvalidInput(
@@ -108,6 +172,19 @@ def input_tensor(request: InferenceRequest, spec: ModelSpec) -> torch.Tensor:
             f"input {given.name!r} holds NaN or infinity, which {spec.ref} does not accept"
         )
     return tensor
+
+
+def _from_bytes(name: str, raw: bytes, dtype: torch.dtype, datatype: str) -> torch.Tensor:
+    width = torch.empty((), dtype=dtype).element_size()
+    if len(raw) % width:
+        raise InvalidInput(
+            f"input {name!r}: {len(raw)} bytes are not a whole number of {datatype} values "
+            f"({width} bytes each)"
+        )
+    if not raw:
+        return torch.empty(0, dtype=dtype)
+    # The protocol's bytes are little-endian, as every machine torch serves on is.
+    return torch.frombuffer(bytearray(raw), dtype=dtype)  # a copy the tensor owns
 
 
 def _check_shape(shape: list[int], expected: TensorSpec) -> None:
@@ -143,6 +220,31 @@ def infer_response(
     if request_id is not None:
         body["id"] = request_id
     return body
+
+
+def wants_binary_output(request: InferenceRequest, name: str) -> bool:
+    """Whether output ``name`` goes back as raw bytes: its requested output says
+    ``binary_data``, or (for outputs not listed) the request says ``binary_data_output``."""
+    for wanted in request.outputs or ():
+        if wanted.name == name and "binary_data" in (wanted.parameters or {}):
+            return (wanted.parameters or {}).get("binary_data") is True
+    return (request.parameters or {}).get("binary_data_output") is True
+
+
+def encode_infer_response(
+    spec: ModelSpec, outputs: torch.Tensor, request: InferenceRequest
+) -> tuple[bytes, int | None]:
+    """The response body, and the length of its JSON part when raw output bytes follow it
+    (for ``Inference-Header-Content-Length``; None: the body is plain JSON)."""
+    body = infer_response(spec, outputs, request.id)
+    output = body["outputs"][0]
+    if not wants_binary_output(request, output["name"]):
+        return json.dumps(body, separators=(",", ":")).encode(), None
+    raw = outputs.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    del output["data"]
+    output["parameters"] = {"binary_data_size": len(raw)}
+    header = json.dumps(body, separators=(",", ":")).encode()
+    return header + raw, len(header)
 
 
 def model_metadata(spec: ModelSpec, platform: str = "pytorch") -> dict[str, Any]:

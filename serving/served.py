@@ -8,7 +8,9 @@
 
 A request carries either a tensor (`TensorRows`, from the Open Inference Protocol) or entity
 keys (`EntityRows`); a batch holding entity keys fetches all of their features in one lookup
-on a worker thread, so that read overlaps the previous batch's compute.
+on a worker thread, so that read overlaps the previous batch's compute. A lookup that fails
+fails only the entity requests that needed it; tensor requests in the batch are answered.
+Features served stale are noted on their request (``EntityRows.stale``) for its answer.
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import torch
 
 from serving.batching import BatchMetrics, DynamicBatcher, PreparedBatch
 from serving.config import ServerConfig
-from serving.errors import InvalidInput, ModelFailed, ServingError, UnknownEntities
+from serving.errors import (
+    FeaturesUnavailable,
+    InvalidInput,
+    ModelFailed,
+    ServingError,
+    UnknownEntities,
+)
 from serving.runtime import ModelRuntime
-from serving.spec import FeatureLookup, LoadedModel, ModelSpec
+from serving.spec import FeatureLookup, LoadedModel, LookupRow, ModelSpec, StaleFeatures
 from serving.windows import WindowRecorder
 
 
@@ -38,11 +46,14 @@ class TensorRows:
     tensor: torch.Tensor
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class EntityRows:
-    """A request's entity keys; the batch looks their features up."""
+    """A request's entity keys; the batch looks their features up. ``stale[ref]`` maps the
+    index of each entity whose features version ``ref`` got stale to their age in seconds
+    (written by the batch's prepare step before the request's answer is set)."""
 
     entities: list[dict[str, Any]]
+    stale: dict[str, dict[int, float]] = field(default_factory=dict)
 
 
 Payload = TensorRows | EntityRows
@@ -57,7 +68,12 @@ class FeatureAssembler:
 
     def prepare(self, payloads: list[Payload]) -> PreparedBatch:
         entities = [e for p in payloads if isinstance(p, EntityRows) for e in p.entities]
-        rows = self._lookup_all(payloads, entities) if entities else []
+        rows: list[LookupRow] = []
+        if entities:
+            try:
+                rows = self._lookup_all(payloads, entities)
+            except ServingError as exc:  # fails the entity requests alone, not tensor ones
+                rows = [exc] * len(entities)
         parts: list[torch.Tensor] = []
         errors: list[ServingError | None] = []
         counts: list[int] = []
@@ -71,7 +87,7 @@ class FeatureAssembler:
             n = len(payload.entities)
             mine, cursor = rows[cursor : cursor + n], cursor + n
             try:
-                parts.append(self._tensor(payload.entities, mine))
+                parts.append(self._tensor(payload, mine))
                 errors.append(None)
                 counts.append(n)
             except ServingError as exc:
@@ -83,7 +99,7 @@ class FeatureAssembler:
 
     def _lookup_all(
         self, payloads: list[Payload], entities: list[dict[str, Any]]
-    ) -> list[Mapping[str, Any] | ServingError | None]:
+    ) -> list[LookupRow]:
         if self.lookup is None or not self.spec.feature_service:
             raise InvalidInput(
                 f"{self.spec.ref} was registered without a feature service, so it can't look "
@@ -95,7 +111,7 @@ class FeatureAssembler:
             pass
         # One request's bad keys failed the whole batch's lookup: look each request up alone
         # so only that request fails.
-        out: list[Mapping[str, Any] | ServingError | None] = []
+        out: list[LookupRow] = []
         for payload in payloads:
             if isinstance(payload, EntityRows):
                 try:
@@ -104,19 +120,26 @@ class FeatureAssembler:
                     out.extend([exc] * len(payload.entities))
         return out
 
-    def _tensor(
-        self,
-        entities: list[dict[str, Any]],
-        rows: Sequence[Mapping[str, Any] | ServingError | None],
-    ) -> torch.Tensor:
-        for row in rows:
-            if isinstance(row, ServingError):
+    def _tensor(self, payload: EntityRows, rows: Sequence[LookupRow]) -> torch.Tensor:
+        entities = payload.entities
+        stale: dict[int, float] = {}
+        found: list[Mapping[str, Any]] = []
+        for i, row in enumerate(rows):
+            if isinstance(row, StaleFeatures):
+                stale[i] = row.age_s
+                found.append(row.values)
+            elif isinstance(row, ServingError):
                 raise row
+            elif isinstance(row, Exception):
+                raise FeaturesUnavailable(f"feature lookup failed: {row}")
+            elif row is not None:
+                found.append(row)
         unknown = [entities[i] for i, row in enumerate(rows) if row is None]
         if unknown:
             raise UnknownEntities(self.spec.feature_service or "", unknown)
+        if stale:
+            payload.stale[self.spec.ref] = stale
         names = self.spec.feature_names
-        found = cast("list[Mapping[str, Any]]", rows)
         values = [[_number(row, name) for name in names] for row in found]
         tensor = torch.tensor(values, dtype=self.dtype)
         if not self.spec.allow_nan and tensor.is_floating_point() and bool(tensor.isnan().any()):

@@ -75,14 +75,27 @@ class ModelLoader(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class StaleFeatures:
+    """An entity's features served past their freshness (the store was down): ``age_s`` old."""
+
+    values: Mapping[str, Any]
+    age_s: float
+
+
+# One entity's answer from a lookup: its features, None (the store does not know it), stale
+# features, or the error that fails the request holding it (e.g. `FeaturesUnavailable`).
+LookupRow = Mapping[str, Any] | StaleFeatures | Exception | None
+
+
 class FeatureLookup(Protocol):
     """Reads online features of a pinned feature service version, e.g. ``churn_features@1``."""
 
-    def lookup(
-        self, service: str, entities: list[dict[str, Any]]
-    ) -> list[Mapping[str, Any] | None]:
-        """One mapping of feature name to value per entity, in order (None: unknown entity).
-        Raises `serving.errors.FeaturesUnavailable` when the store can't answer and
+    def lookup(self, service: str, entities: list[dict[str, Any]]) -> list[LookupRow]:
+        """One `LookupRow` per entity, in order: a mapping of feature name to value, None for
+        an unknown entity, `StaleFeatures`, or a `serving.errors.FeaturesUnavailable` for an
+        entity the store could not give (only the requests holding such rows fail).
+        Raises `serving.errors.FeaturesUnavailable` when the store can't answer at all and
         `serving.errors.InvalidInput` when the entity keys are wrong."""
         ...
 

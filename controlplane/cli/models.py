@@ -223,12 +223,14 @@ def register(
     default=3600,
     show_default=True,
     metavar="SECONDS",
-    help="only registrations pending at least this long",
+    help="also registrations pending at least this long whose process can't be checked "
+    "(another host); those whose process is gone are recovered at once",
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @pass_env
 def recover(env: Env, older_than: int, as_json: bool) -> None:
-    """Undo registrations that a killed process left half-done (MLflow objects and intent rows)."""
+    """Undo registrations that a killed process left half-done (MLflow objects, their
+    artifacts and intent rows)."""
     from datetime import timedelta
 
     cleaned = env.cp.registry.recover(timedelta(seconds=older_than))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -15,7 +15,7 @@ from controlplane.cli import Env, pass_env
 from controlplane.cli.output import progress
 
 if TYPE_CHECKING:
-    from serving.spec import FeatureLookup
+    from serving.spec import FeatureLookup, LookupRow
 
 
 class LazyLookup:
@@ -44,9 +44,7 @@ class LazyLookup:
     def warm(self, service: str) -> None:
         self._get().warm(service)
 
-    def lookup(
-        self, service: str, entities: list[dict[str, Any]]
-    ) -> list[Mapping[str, Any] | None]:
+    def lookup(self, service: str, entities: list[dict[str, Any]]) -> list[LookupRow]:
         return self._get().lookup(service, entities)
 
 
@@ -93,6 +91,14 @@ class LazyLookup:
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--access-log", is_flag=True, help="log every request (default: only failures)")
+@click.option(
+    "--db-timeout-s",
+    type=click.FloatRange(0.1, 600),
+    default=5.0,
+    show_default=True,
+    help="statement timeout of this replica's control-plane database accesses "
+    "(MLCP_DB_STATEMENT_TIMEOUT_S wins when set)",
+)
 @pass_env
 def serve(
     env: Env,
@@ -113,6 +119,7 @@ def serve(
     heartbeat_s: float,
     log_level: str,
     access_log: bool,
+    db_timeout_s: float,
 ) -> None:
     """Serve the champion (and canary, shadow) of every model, or of each --model.
 
@@ -134,6 +141,7 @@ def serve(
     from serving.config import BatchingConfig, RuntimeConfig, ServerConfig
     from serving.logs import configure_json_logs
     from serving.manager import ModelManager
+    from serving.metrics import ServingMetrics
 
     try:
         config = ServerConfig(
@@ -151,14 +159,21 @@ def serve(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if not env.settings.db_statement_timeout_s:
+        # Nothing a replica reads from its database may hang a thread for long (it never
+        # waits on one while answering: desired state, generations and windows are
+        # background work).
+        env.settings = env.settings.model_copy(update={"db_statement_timeout_s": db_timeout_s})
     cp = env.cp
     configure_json_logs(getattr(logging, log_level.upper()))
+    metrics = ServingMetrics()  # the feature client's series join serving's on /metrics
     manager = ModelManager(
         RegistryModelLoader(cp),
         DbDesiredState(cp.sessions, models, connect_timeout_s=cp.settings.db_connect_timeout_s),
         config,
-        lookup=LazyLookup(lambda: feature_lookup(cp)),
+        lookup=LazyLookup(lambda: feature_lookup(cp, metrics_registry=metrics.registry)),
         sink=DbWindowSink(cp.sessions),
+        metrics=metrics,
     )
     progress(f"serving on http://{host}:{port} (OIP v2 at /v2, metrics at /metrics)")
     server = uvicorn.Server(

@@ -14,15 +14,19 @@ from controlplane.settings import redact_url
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
-def make_engine(url: str, connect_timeout_s: float = 5.0) -> Engine:
-    """An engine that serializes writers correctly on SQLite and fails fast on PostgreSQL."""
+def make_engine(
+    url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float = 0.0
+) -> Engine:
+    """An engine that serializes writers correctly on SQLite and fails fast on PostgreSQL:
+    connections time out after ``connect_timeout_s`` and, when ``statement_timeout_s`` is set,
+    so does every statement (and every wait for a lock)."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return create_engine(
-        url,
-        pool_pre_ping=True,
-        connect_args={"connect_timeout": max(1, int(connect_timeout_s))},
-    )
+    connect_args: dict[str, Any] = {"connect_timeout": max(1, int(connect_timeout_s))}
+    if statement_timeout_s > 0:
+        ms = max(1, int(statement_timeout_s * 1000))
+        connect_args["options"] = f"-c statement_timeout={ms} -c lock_timeout={ms}"
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def check_connection(engine: Engine) -> None:

@@ -19,6 +19,8 @@ from registry import (
     RegistryError,
     TrainingData,
 )
+from registry.lineage import Intent
+from registry.process import ProcessIdentity
 
 PENDING, COMPLETE = "pending", "complete"
 
@@ -33,6 +35,7 @@ class DbLineageStore:
         self.clock = clock
 
     def begin(self, pending: PendingRegistration) -> ModelVersion | None:
+        owner = pending.owner
         for _ in range(2):  # a concurrent insert of the same key: look again once
             try:
                 with self.sessions.begin() as session:
@@ -49,6 +52,9 @@ class DbLineageStore:
                             idempotency_key=pending.idempotency_key,
                             request_fingerprint=pending.request_fingerprint,
                             created_at=self.clock(),
+                            owner_host=owner.host if owner else None,
+                            owner_pid=owner.pid if owner else None,
+                            owner_started=owner.started if owner else None,
                         )
                     )
                 return None
@@ -119,13 +125,13 @@ class DbLineageStore:
         with self.sessions() as session:
             return [_to_version(r) for r in session.execute(query).scalars()]
 
-    def pending(self) -> list[tuple[str, str, datetime]]:
-        """Intents never completed nor abandoned (a killed process): registration id, name, when."""
+    def pending(self) -> list[Intent]:
+        """Intents never completed nor abandoned (a killed process, or one still running)."""
         with self.sessions() as session:
             rows = session.execute(
                 select(ModelVersionRow).where(ModelVersionRow.status == PENDING)
             ).scalars()
-            return [(r.registration_id, r.model_name, r.created_at) for r in rows]
+            return [_intent(r) for r in rows]
 
     @staticmethod
     def _by_key(session: Session, name: str, key: str | None) -> ModelVersionRow | None:
@@ -143,8 +149,21 @@ def _reuse(row: ModelVersionRow, pending: PendingRegistration) -> ModelVersion:
     if row.request_fingerprint != pending.request_fingerprint:
         raise IdempotencyConflict(pending.name, key, row.version)
     if row.status != COMPLETE:
-        raise RegistrationInProgress(pending.name, key)
+        raise RegistrationInProgress(pending.name, key, _intent(row))
     return _to_version(row)
+
+
+def _intent(row: ModelVersionRow) -> Intent:
+    owner = None
+    if row.owner_host is not None and row.owner_pid is not None:
+        owner = ProcessIdentity(row.owner_host, row.owner_pid, row.owner_started)
+    return Intent(
+        registration_id=row.registration_id,
+        name=row.model_name,
+        created_at=audit.as_utc(row.created_at),
+        idempotency_key=row.idempotency_key,
+        owner=owner,
+    )
 
 
 def _fill(row: ModelVersionRow, v: ModelVersion) -> None:

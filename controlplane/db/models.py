@@ -81,6 +81,10 @@ class ModelVersionRow(Base):
     reference_stats: Mapped[dict[str, Any] | None] = mapped_column(Json)
     # When ``state`` last changed: orders former champions for "the previous good version".
     state_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The process that began the registration, so a crashed one is recovered at once.
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_started: Mapped[str | None] = mapped_column(String(80))
 
 
 class ModelRow(Base):

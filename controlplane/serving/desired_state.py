@@ -6,6 +6,9 @@ unshadow: wherever ``mlcp_models.revision`` is bumped) calls `notify_desired_sta
 PostgreSQL queues ``NOTIFY mlcp_desired_state, '<model>'``; PostgreSQL delivers it at commit
 and drops it on rollback. `DbDesiredState.wait` LISTENs on a connection of its own and
 returns as soon as one arrives; on SQLite it just waits out the timeout (replicas poll).
+A lost LISTEN connection is reopened within `RECONNECT_S`, whatever the caller's timeout, and
+the wait then returns (a change may have been announced while nobody listened); the outage
+is logged once when it begins and once when it ends.
 
     source = DbDesiredState(cp.sessions, models=("churn",), database_url=settings.database_url)
     while running:
@@ -27,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.db.models import ModelRow
+from features.outage import Outage
 from serving.spec import Deployment
 
 if TYPE_CHECKING:
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "mlcp_desired_state"
 # How long one blocking read of the LISTEN socket lasts: bounds how late close() is noticed.
 _SLICE_S = 0.25
+# How often a lost LISTEN connection is retried while a wait lasts.
+RECONNECT_S = 1.0
 
 
 def notify_desired_state(session: Session, name: str) -> None:
@@ -57,8 +63,8 @@ class DbDesiredState:
     ``DbDesiredState(cp.sessions, models=("churn",))``: ``read()`` the deployments, ``wait(s)``
     for a change, ``close()``. ``wait_for_change(s)`` says whether a PostgreSQL notification
     woke it, and ``notifications`` counts such wake-ups. ``database_url`` defaults to the
-    sessions' engine's URL. ``wait`` never raises: a broken LISTEN connection is dropped,
-    the call sleeps out its timeout, and the next call reconnects.
+    sessions' engine's URL. ``wait`` never raises: a broken LISTEN connection is dropped and
+    retried every `RECONNECT_S` seconds; once it is back, the wait returns.
     """
 
     def __init__(
@@ -76,7 +82,11 @@ class DbDesiredState:
         self._conn: psycopg.Connection | None = None
         self._lock = threading.Lock()  # one user of the LISTEN connection at a time
         self._closed = threading.Event()
+        self._reconnected = False
         self.notifications = 0
+        self.listen_outage = Outage(
+            f"LISTEN {CHANNEL}", log, impact=f"polling, and reconnecting every {RECONNECT_S:g} s"
+        )
 
     @property
     def listening(self) -> bool:
@@ -112,16 +122,25 @@ class DbDesiredState:
         """`wait`, saying why it returned: True only when a notification of a model this
         source watches woke it (False: timeout, close, SQLite, or LISTEN unavailable)."""
         deadline = time.monotonic() + max(0.0, timeout_s)
-        with self._lock:
-            conn = None if self._closed.is_set() else self._ensure_listening()
-            if conn is not None:
-                try:
-                    if self._await_notification(conn, deadline):
-                        self.notifications += 1
-                        return True
-                except Exception as exc:  # any failure of the socket: fall back, never raise
-                    log.warning("LISTEN %s failed (%s); polling until it reconnects", CHANNEL, exc)
-                    self._drop()
+        while self._listen_url is not None and not self._closed.is_set():
+            with self._lock:
+                conn = self._ensure_listening()
+                if conn is not None:
+                    if self._reconnected:  # announcements may have been missed meanwhile
+                        self._reconnected = False
+                        return False
+                    try:
+                        if self._await_notification(conn, deadline):
+                            self.notifications += 1
+                            return True
+                        return False
+                    except Exception as exc:  # any failure of the socket: retry, never raise
+                        self.listen_outage.failed(exc)
+                        self._drop()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._closed.wait(min(remaining, RECONNECT_S))
         self._closed.wait(max(0.0, deadline - time.monotonic()))
         return False
 
@@ -170,11 +189,12 @@ class DbDesiredState:
             )
             conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as exc:
-            log.warning("cannot LISTEN %s (%s); polling the database instead", CHANNEL, exc)
+            self.listen_outage.failed(str(exc).strip().splitlines()[0] if str(exc) else exc)
             if conn is not None:
                 conn.close()
             return None
         self._conn = conn
+        self._reconnected = self.listen_outage.ok()
         return conn
 
     def _drop(self) -> None:

@@ -5,12 +5,15 @@
 
 The feature layer's errors become serving's here: a store that can't answer is
 `FeaturesUnavailable` (503), entity keys that don't fit the service are `InvalidInput` (400).
+Rows are read with ``partial=True``: an entity the store can't give (and nothing cached) is a
+`FeaturesUnavailable` in its place, a row served past its TTL a `StaleFeatures`, so only the
+requests that hold such an entity fail and the others are answered (and told when stale).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from features.client import BackendUnavailable
@@ -21,10 +24,13 @@ from features.errors import (
     OnlineStoreUnavailable,
 )
 from serving.errors import FeaturesUnavailable, InvalidInput
+from serving.spec import LookupRow, StaleFeatures
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from controlplane.context import ControlPlane
-    from features.client import CacheConfig, FeatureClient
+    from features.client import CacheConfig, FeatureClient, FeatureRow
 
 JoinKeys = Callable[[str], tuple[str, ...]]
 
@@ -43,14 +49,12 @@ class FeatureClientLookup:
         self._keys: dict[str, tuple[str, ...]] = {}  # versions are immutable: ask once
         self._lock = threading.Lock()
 
-    def lookup(
-        self, service: str, entities: list[dict[str, Any]]
-    ) -> list[Mapping[str, Any] | None]:
+    def lookup(self, service: str, entities: list[dict[str, Any]]) -> list[LookupRow]:
         try:
             keys = self._keys_of(service)
             if keys:
                 _check_rows(service, keys, entities)
-            batch = self.client.get(service, entities)
+            batch = self.client.get(service, entities, partial=True)
         except (FeatureNotFound, InvalidFeatureRef) as exc:
             raise InvalidInput(str(exc)) from exc
         except (OnlineStoreUnavailable, BackendUnavailable) as exc:
@@ -67,7 +71,7 @@ class FeatureClientLookup:
                 f"entity keys don't fit feature service {service}{expected}: "
                 f"{type(exc).__name__}: {why}"
             ) from exc
-        return [row.values for row in batch.rows]
+        return [_served(service, row) for row in batch.rows]
 
     def warm(self, service: str) -> None:
         """Read the service's definition now, so the first request doesn't pay for it."""
@@ -89,8 +93,32 @@ class FeatureClientLookup:
         return keys
 
 
-def feature_lookup(cp: ControlPlane, config: CacheConfig | None = None) -> FeatureClientLookup:
-    """The control plane's cached feature client, with join keys from its Feast registry."""
+def _served(service: str, row: FeatureRow) -> LookupRow:
+    status = row.status
+    if status == "hit" or status == "fetched" or status == "missing":
+        return row.values
+    if status == "stale" and row.values is not None:
+        return StaleFeatures(row.values, row.age_s)
+    if status == "stale":
+        return None  # known unknown, stale: still unknown
+    return FeaturesUnavailable(
+        f"the online store of {service} is unavailable and these entities' features are not "
+        "cached; retry later (entities seen recently are still answered)"
+    )
+
+
+def feature_lookup(
+    cp: ControlPlane,
+    config: CacheConfig | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+) -> FeatureClientLookup:
+    """The control plane's cached feature client for a serving replica: join keys from its
+    Feast registry, generations checked in the background (never on a batch's path), and its
+    metrics on ``metrics_registry`` (the replica's /metrics) when given."""
+    from dataclasses import replace
+
+    from features.client import CacheConfig
+    from features.metrics import FeatureMetrics
     from features.refs import VersionedRef
 
     repo = cp.features.repo
@@ -98,7 +126,9 @@ def feature_lookup(cp: ControlPlane, config: CacheConfig | None = None) -> Featu
     def join_keys(service: str) -> tuple[str, ...]:
         return repo.service(VersionedRef.parse(service)).join_keys
 
-    return FeatureClientLookup(cp.features.client(config), join_keys)
+    config = replace(config or CacheConfig(), check_in_background=True)
+    metrics = FeatureMetrics(metrics_registry) if metrics_registry is not None else None
+    return FeatureClientLookup(cp.features.client(config, metrics=metrics), join_keys)
 
 
 def _check_rows(service: str, keys: tuple[str, ...], entities: list[dict[str, Any]]) -> None:

@@ -259,7 +259,7 @@ def test_promotion_notifies_and_a_refused_change_does_not(
         elsewhere.close()
 
 
-def test_broken_listen_connection_falls_back_then_reconnects(
+def test_broken_listen_connection_reconnects_within_the_wait_whatever_its_timeout(
     pg_plane: ControlPlane, pg_admin: sqlalchemy.Engine, model_name: str
 ) -> None:
     (v1,) = deployable(pg_plane, model_name, 1)
@@ -276,13 +276,14 @@ def test_broken_listen_connection_falls_back_then_reconnects(
                 {"db": database},
             ).scalars()
             assert list(killed) == [True]
-        deadline = time.monotonic() + 60
-        while source.listening and time.monotonic() < deadline:
-            assert source.wait_for_change(0.2) is False  # never raises: it falls back
-        assert not source.listening
-
-        source.read()  # the next round listens again
+        started = time.monotonic()
+        # Never raises; reconnects within RECONNECT_S and returns (a change may have been
+        # missed meanwhile) long before its hour is up.
+        assert source.wait_for_change(3600) is False
+        assert time.monotonic() - started < 60
         assert source.listening
+        assert source.listen_outage.outages == 1
+        assert not source.listen_outage.down
         pg_plane.promotions.promote(f"{model_name}@{v1}", "ci")
         assert source.wait_for_change(600) is True
     finally:
@@ -420,8 +421,7 @@ def test_an_unreachable_online_store_is_features_unavailable(
         artifact_root=s.artifact_root,
         feast_online_store=str(tmp_path / "no" / "such" / "online.db"),
     )
-    with (
-        ControlPlane(down) as other,
-        pytest.raises(FeaturesUnavailable, match="online store unavailable"),
-    ):
-        feature_lookup(other).lookup("user_features@1", [{"user_id": 1}])
+    with ControlPlane(down) as other:
+        rows = feature_lookup(other).lookup("user_features@1", [{"user_id": 1}])
+    assert isinstance(rows[0], FeaturesUnavailable)
+    assert "online store of user_features@1 is unavailable" in str(rows[0])

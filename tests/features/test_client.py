@@ -382,6 +382,83 @@ def test_store_down_with_one_row_never_cached_raises(
         client.get(SVC, users(1, 2))
 
 
+def test_partial_gets_mark_only_the_rows_the_store_could_not_give(
+    make_client: Callable[..., FeatureClient], backend: FakeBackend, clock: FakeClock
+) -> None:
+    client = make_client(default_ttl_s=10)
+    client.get(SVC, users(1, 2))
+    clock.advance(5)
+    client.get(SVC, users(2))
+    clock.advance(6)  # 1 and 2 are past their TTL; 2 was read later
+    backend.down = True
+    batch = client.get(SVC, users(1, 3, 1), partial=True)
+    assert [row.status for row in batch.rows] == ["stale", "unavailable", "stale"]
+    assert batch.rows[0].values == {"orders": 1, "spend": 1.5}
+    assert batch.rows[0].age_s == pytest.approx(11)
+    assert batch.rows[1].values is None
+
+
+def test_an_outage_is_logged_once_down_and_once_back(
+    make_client: Callable[..., FeatureClient],
+    backend: FakeBackend,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = make_client(unavailable_backoff_s=0)
+    backend.down = True
+    for key in range(1, 6):
+        client.get(SVC, users(key), partial=True)
+    backend.down = False
+    client.get(SVC, users(9))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2, warnings
+    assert "unavailable (fake store is down)" in warnings[0]
+    assert "back after 5 failures" in warnings[1]
+
+
+class HangingGenerations:
+    """Generations whose reads block until released (a frozen database)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = self.answered = 0
+        self.value = 0
+
+    def current(self, views: Any) -> dict[str, int]:
+        self.calls += 1
+        self.release.wait(30)
+        answer = {view: self.value for view in views}
+        self.answered += 1
+        return answer
+
+    def bump(self, view: str) -> int:
+        self.value += 1
+        return self.value
+
+
+def test_background_checks_never_hold_a_read_and_run_one_at_a_time(
+    backend: FakeBackend, clock: FakeClock
+) -> None:
+    gens = HangingGenerations()
+    config = CacheConfig(generation_check_s=0.5, check_in_background=True)
+    client = FeatureClient(backend, gens, config, clock=clock)
+    for _ in range(5):  # each get is due a check; the first one hangs
+        assert client.get(SVC, users(1)).rows[0].values == {"orders": 1, "spend": 1.5}
+        clock.advance(1)
+    wait_for(lambda: gens.calls == 1)
+    assert gens.calls == 1
+    gens.release.set()  # the first answer is the base the next checks compare with
+    wait_for(lambda: gens.answered == 1)
+    gens.bump("user_stats__v1")
+
+    def invalidated() -> bool:
+        clock.advance(1)
+        return client.get(SVC, users(1)).rows[0].status == "fetched"
+
+    wait_for(invalidated)
+    assert gens.calls >= 2
+
+
 def test_fresh_rows_are_served_while_the_store_is_down(
     make_client: Callable[..., FeatureClient], backend: FakeBackend, clock: FakeClock
 ) -> None:

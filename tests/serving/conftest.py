@@ -22,7 +22,15 @@ from serving.app import create_app
 from serving.config import BatchingConfig, ServerConfig
 from serving.errors import FeaturesUnavailable, InvalidInput, ModelLoadFailed
 from serving.manager import ModelManager
-from serving.spec import Deployment, LoadedModel, ModelSpec, ReplicaStatus, TensorSpec
+from serving.spec import (
+    Deployment,
+    LoadedModel,
+    LookupRow,
+    ModelSpec,
+    ReplicaStatus,
+    StaleFeatures,
+    TensorSpec,
+)
 from serving.windows import Window
 
 WIDTH = 5
@@ -109,22 +117,31 @@ class StaticSource:
 
 
 class DictLookup:
-    """Feature rows by customer id; ``down`` makes it unavailable."""
+    """Feature rows by customer id; ``down`` makes it unavailable; ids in ``uncached`` are
+    unavailable alone (the store is down and they were never cached), ids in ``stale`` are
+    served stale, that many seconds old."""
 
     def __init__(self, rows: Mapping[int, Mapping[str, Any]]) -> None:
         self.rows, self.down, self.calls = dict(rows), False, 0
+        self.uncached: set[int] = set()
+        self.stale: dict[int, float] = {}
 
-    def lookup(
-        self, service: str, entities: list[dict[str, Any]]
-    ) -> list[Mapping[str, Any] | None]:
+    def lookup(self, service: str, entities: list[dict[str, Any]]) -> list[LookupRow]:
         self.calls += 1
         if self.down:
             raise FeaturesUnavailable("the online store is down and nothing is cached")
-        out = []
+        out: list[LookupRow] = []
         for entity in entities:
             if "customer_id" not in entity:
                 raise InvalidInput(f"entity {entity} lacks 'customer_id', the key of {service}")
-            out.append(self.rows.get(int(entity["customer_id"])))
+            key = int(entity["customer_id"])
+            row = self.rows.get(key)
+            if key in self.uncached:
+                out.append(FeaturesUnavailable(f"no features cached for customer {key}"))
+            elif key in self.stale and row is not None:
+                out.append(StaleFeatures(row, self.stale[key]))
+            else:
+                out.append(row)
         return out
 
     def warm(self, service: str) -> None:

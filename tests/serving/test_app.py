@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -364,3 +365,66 @@ def _wait_until(condition: Any, timeout_s: float = 60) -> None:
         if time.monotonic() > end:
             raise AssertionError("condition not met in time")
         threading.Event().wait(0.01)
+
+
+def test_an_outage_fails_only_the_requests_that_needed_missing_features(
+    loader: StaticLoader,
+) -> None:
+    gate = Gate(make_model(1))
+    loader.add(spec_for("held", 1, service="churn_features@1"), gate)
+    lookup = DictLookup(ROWS)
+    lookup.uncached = {50}
+    # A long delay: the three requests queued behind the held batch close as one batch.
+    config = ServerConfig(batching=BatchingConfig(16, 300.0), poll_s=0.05)
+    server, _ = serve(loader, Deployment("held", champion=1), config=config, lookup=lookup)
+    x = torch.randn(2, 5)
+    bodies = [
+        ("/v2/models/held/infer", infer_body(x.tolist())),
+        ("/v1/models/held/predict", {"entities": [{"customer_id": 3}, {"customer_id": 4}]}),
+        ("/v1/models/held/predict", {"entities": [{"customer_id": 5}, {"customer_id": 50}]}),
+    ]
+
+    async def post_all(url: str) -> list[Any]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            first = asyncio.ensure_future(client.post(bodies[0][0], json=bodies[0][1]))
+            await asyncio.to_thread(gate.entered.wait, 30)  # the model holds the first batch
+            rest = [asyncio.ensure_future(client.post(p, json=b)) for p, b in bodies]
+            return [await first, *await asyncio.gather(*rest)]
+
+    results: list[Any] = []
+    with server:
+        gate.release.clear()
+        gate.entered.clear()
+        calls = gate.calls
+        worker = threading.Thread(target=lambda: results.extend(asyncio.run(post_all(server.url))))
+        worker.start()
+        assert gate.entered.wait(30)
+        deadline = time.monotonic() + 30
+        while lookup.calls < 1 and time.monotonic() < deadline:  # the next batch is prepared
+            threading.Event().wait(0.01)
+        gate.release.set()
+        worker.join(60)
+    codes = [r.status_code for r in results]
+    assert codes == [200, 200, 200, 503], [r.text for r in results]
+    assert "customer 50" in results[3].json()["error"]
+    assert gate.calls - calls == 2  # the held batch, then one batch of all three
+    assert lookup.calls == 1
+
+
+def test_stale_features_are_said_in_the_answer_and_counted(loader: StaticLoader) -> None:
+    lookup = DictLookup(ROWS)
+    lookup.stale = {7: 42.5}
+    server, _ = serve(loader, Deployment("churn", champion=1), lookup=lookup)
+    with server, httpx.Client(base_url=server.url) as client:
+        fresh = client.post("/v1/models/churn/predict", json={"entities": [{"customer_id": 1}]})
+        stale = client.post(
+            "/v1/models/churn/predict",
+            json={"entities": [{"customer_id": 1}, {"customer_id": 7}]},
+        )
+        metrics = client.get("/metrics").text
+    assert fresh.status_code == stale.status_code == 200
+    assert "stale_features" not in fresh.json()
+    assert "x-features-stale-age-s" not in fresh.headers
+    assert stale.json()["stale_features"] == {"rows": [1], "age_s": 42.5}
+    assert stale.headers["x-features-stale-age-s"] == "42.500"
+    assert 'mlcp_serving_stale_answers_total{ref="churn@1"} 1.0' in metrics
