@@ -22,17 +22,22 @@ sets the state and its time, and writes the audit row. Nothing else writes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane import audit
 from controlplane.db.models import ModelRow, ModelVersionRow
 from controlplane.db.upsert import insert_if_missing
-from controlplane.errors import InvalidTransition
+from controlplane.errors import ConcurrentChange, InvalidTransition
+from controlplane.mlflow_mirror import MlflowMirror
+
+if TYPE_CHECKING:
+    from registry.mlflow_backend import MlflowBackend
 
 REGISTERED = "registered"
 AWAITING_APPROVAL = "awaiting_approval"
@@ -78,6 +83,46 @@ def lock_model(session: Session, name: str, now: datetime) -> ModelRow:
     return session.execute(
         select(ModelRow).where(ModelRow.name == name).with_for_update()
     ).scalar_one()
+
+
+@contextmanager
+def changing(
+    sessions: sessionmaker[Session],
+    backend: MlflowBackend,
+    name: str,
+    revision: int | None,
+    clock: Callable[[], datetime],
+) -> Iterator[tuple[Session, ModelRow, MlflowMirror]]:
+    """What every change of who serves shares: the MLflow mirror outside (it puts the aliases
+    back if the commit fails), the transaction inside, the model's row locked and, with
+    ``revision``, compared: if the model changed since, nothing moves (`ConcurrentChange`)."""
+    with MlflowMirror(backend, name) as mirror, sessions.begin() as session:
+        model = lock_model(session, name, clock())
+        if revision is not None and model.revision != revision:
+            raise ConcurrentChange(
+                name,
+                f"revision {revision}",
+                f"revision {model.revision} (champion {model.champion_version})",
+            )
+        yield session, model, mirror
+
+
+def deployment_state(model: ModelRow) -> dict[str, Any]:
+    """Who serves, as audit rows record it before and after a change."""
+    return {
+        "champion": model.champion_version,
+        "challenger": model.challenger_version,
+        "canary_percent": model.canary_percent,
+        "shadow": model.shadow_version,
+    }
+
+
+def new_split(model: ModelRow, now: datetime) -> None:
+    """Record a change of who takes traffic: a new revision (replicas follow it), a new step
+    (the controller judges only what came after), and no hold carried over."""
+    model.revision += 1
+    model.updated_at = model.step_started_at = now
+    model.canary_paused, model.hold_reason = False, None
 
 
 def version_row(session: Session, name: str, version: int) -> ModelVersionRow:

@@ -35,11 +35,14 @@ from controlplane.lifecycle import (
     AWAITING_APPROVAL,
     CANARY,
     PROMOTABLE,
+    changing,
+    deployment_state,
     lock_model,
+    new_split,
     transition,
     version_row,
 )
-from controlplane.mlflow_mirror import CHALLENGER, CHAMPION, MlflowMirror
+from controlplane.mlflow_mirror import CHALLENGER, CHAMPION
 from controlplane.policy import PolicyStore, StoredPolicy
 from controlplane.serving.desired_state import notify_desired_state
 from registry import ModelRef, ModelVersion, Registrar, validate_model_name
@@ -408,16 +411,13 @@ class PromotionService:
         gate_run_id: int,
         reason: str,
     ) -> None:
-        name = version.name
-        with MlflowMirror(self.registrar.backend, name) as mirror, self.sessions.begin() as session:
+        name, backend = version.name, self.registrar.backend
+        with changing(self.sessions, backend, name, snap.revision, self.clock) as (
+            session,
+            model,
+            mirror,
+        ):
             now = self.clock()
-            model = lock_model(session, name, now)
-            if model.revision != snap.revision:
-                raise ConcurrentChange(
-                    name,
-                    f"revision {snap.revision} (champion {snap.champion})",
-                    f"revision {model.revision} (champion {model.champion_version})",
-                )
             before = deployment_state(model)
             evidence: dict[str, Any] = {"gate_run_id": gate_run_id}
             moved = mirror.drift({CHAMPION: before[CHAMPION], CHALLENGER: before[CHALLENGER]})
@@ -488,25 +488,6 @@ def _snapshot(row: ModelRow) -> Snapshot:
         row.shadow_version,
         row.canary_percent,
     )
-
-
-def deployment_state(model: ModelRow) -> dict[str, Any]:
-    """Who serves, as audit rows record it before and after a change."""
-    return {
-        "champion": model.champion_version,
-        "challenger": model.challenger_version,
-        "canary_percent": model.canary_percent,
-        "shadow": model.shadow_version,
-    }
-
-
-def new_split(model: ModelRow, now: datetime) -> None:
-    """Record a change of who takes traffic: a new revision (replicas follow it), a new step
-    (the controller judges only what came after), and no hold carried over."""
-    model.revision += 1
-    model.updated_at = model.step_started_at = now
-    if model.challenger_version is None:
-        model.canary_paused, model.hold_reason = False, None
 
 
 def _check_shadowable(model: ModelRow, version: ModelVersion) -> None:

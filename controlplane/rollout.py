@@ -21,8 +21,8 @@ recently retired former champion (never one that was itself rolled back).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,10 +32,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane import audit
 from controlplane.db.models import ModelRow, ModelVersionRow
-from controlplane.errors import ConcurrentChange, InvalidTransition, NoFallback
-from controlplane.lifecycle import RETIRED, lock_model, transition, version_row
+from controlplane.errors import InvalidTransition, NoFallback
+from controlplane.lifecycle import (
+    RETIRED,
+    changing,
+    deployment_state,
+    lock_model,
+    new_split,
+    transition,
+    version_row,
+)
 from controlplane.mlflow_mirror import CHALLENGER, CHAMPION, MlflowMirror
-from controlplane.promotion import deployment_state, new_split
 from controlplane.serving.desired_state import notify_desired_state
 from registry import Registrar, validate_model_name
 
@@ -246,18 +253,10 @@ class RolloutService:
             return RolloutResult(name, "hold", before, before, model.revision, reason)
 
     # -- internals ------------------------------------------------------------------------------
-    @contextmanager
     def _changing(
         self, name: str, revision: int | None
-    ) -> Iterator[tuple[Session, ModelRow, MlflowMirror]]:
-        """What every traffic move shares: the MLflow mirror outside (it undoes the aliases
-        if the commit fails), the transaction inside, the model row locked, its revision
-        checked."""
-        with MlflowMirror(self.registrar.backend, name) as mirror, self.sessions.begin() as session:
-            model = lock_model(session, name, self.clock())
-            if revision is not None and model.revision != revision:
-                raise ConcurrentChange(name, f"revision {revision}", f"revision {model.revision}")
-            yield session, model, mirror
+    ) -> AbstractContextManager[tuple[Session, ModelRow, MlflowMirror]]:
+        return changing(self.sessions, self.registrar.backend, name, revision, self.clock)
 
     def _move(
         self,
