@@ -154,6 +154,8 @@ def test_metric_labels_name_only_served_versions_and_drained_ones_disappear(
         source.set(Deployment("churn", champion=2, revision=1))
         _until(lambda: client.get("/v1/serving/state").json()["versions"].keys() == {"churn@2"})
         client.post("/v2/models/churn/infer", json=infer_body([[1] * 5]))
+        # The route switches first; the old version drains, reports, then its series go.
+        _until(lambda: 'ref="churn@1"' not in client.get("/metrics").text)
         after = client.get("/metrics").text
     assert 'model="churn",version="1"' in before
     assert 'code="404",endpoint="infer",model="_other",version="_other"' in before
