@@ -12,8 +12,8 @@ generator, all on loopback against the embedded stores (SQLite):
    rollbacks, failed analyses (false breaches), holds.
 2. **Breaches, at a 1 s interval** (replicas cut 1 s windows, the controller ticks every
    second, the policy analyses every second):
-   - *latency*: a canary 25x slower than the champion per batch goes live at 20%; onset is
-     the moment the first replica routes to it;
+   - *latency*: a canary that spends about 55 ms more per batch than the champion (0.03 ms)
+     goes live at 20%; onset is the moment the first replica routes to it;
    - *errors*: the champion starts failing (its traffic switches to inputs it answers with
      NaN, i.e. 500); onset is the moment the traffic switches.
    For each: seconds from onset to the controller's rollback (its audit row), and to the
@@ -76,6 +76,7 @@ def policy(interval_s: float) -> Policy:
 
 
 def setup(home: Path) -> tuple[ControlPlane, dict[str, str]]:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     values = {"home": str(home / ".mlcp"), "actor": "bench"}
     env = {**os.environ, **{f"MLCP_{k.upper()}": v for k, v in values.items()}}
     cp = ControlPlane(Settings(**values))  # type: ignore[arg-type]
@@ -90,14 +91,21 @@ def setup(home: Path) -> tuple[ControlPlane, dict[str, str]]:
     return cp, env
 
 
-def start(cluster: Cluster, window_s: float, interval: str) -> tuple[list[Process], Process]:
-    replicas = [
-        cluster.serve(f"replica-{i}", window_s=window_s) for i in ("a", "b")
-    ]
+def start(
+    cp: ControlPlane, cluster: Cluster, window_s: float, interval: str
+) -> tuple[list[Process], Process]:
+    replicas = [cluster.serve(f"replica-{i}", window_s=window_s) for i in ("a", "b")]
     for replica in replicas:
         cluster.wait_ready(replica)
+    leads = _leads(cp)
     controller = cluster.controller("controller", interval=interval)
+    wait_until(lambda: _leads(cp) > leads, what="the controller to lead")
     return replicas, controller
+
+
+def _leads(cp: ControlPlane) -> int:
+    with cp.sessions() as session:
+        return len(audit.entries(session, action="controller.lead"))
 
 
 def serving(cluster: Cluster, replicas: list[Process], champion: int, challenger: int | None) -> bool:
@@ -113,7 +121,7 @@ def healthy_run(cp: ControlPlane, env: dict[str, str], home: Path, analyses: int
     cp.policies.set(NAME, policy(0.25), "bench")
     before = len(rollbacks(cp))
     with Cluster(home, env) as cluster:
-        replicas, _ = start(cluster, window_s=0.25, interval="0.25s")
+        replicas, _ = start(cp, cluster, window_s=0.25, interval="0.25s")
         started = time.monotonic()
         with Load([r.url for r in replicas], NAME, threads=2) as load:
             first = _analyses(cp)
@@ -158,7 +166,7 @@ def breach_runs(cp: ControlPlane, env: dict[str, str], home: Path, repeats: int)
     cp.policies.set(NAME, policy(1.0), "bench")
     runs: dict[str, list[dict[str, Any]]] = {"latency_canary": [], "errors_champion": []}
     with Cluster(home, env) as cluster:
-        replicas, _ = start(cluster, window_s=1.0, interval="1s")
+        replicas, _ = start(cp, cluster, window_s=1.0, interval="1s")
         urls = [r.url for r in replicas]
         for _ in range(repeats):
             runs["latency_canary"].append(_latency_canary(cp, cluster, replicas, urls))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from controlplane import audit
+from controlplane.controller.records import STALE_AFTER_S
 from controlplane.db.models import AnalysisRow, ModelRow, ModelVersionRow
 from controlplane.errors import NoPolicy
 from controlplane.serving.windows import replicas
@@ -26,8 +27,6 @@ from registry import validate_model_name
 
 if TYPE_CHECKING:
     from controlplane.context import ControlPlane
-
-STALE_AFTER_S = 30.0  # six missed heartbeats at serve's default of 5 s
 
 
 def deployments(

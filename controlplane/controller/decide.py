@@ -25,7 +25,7 @@ Nothing here reads a clock, a database or the network: the loop in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -57,6 +57,9 @@ class LiveModel:
     paused: bool = False  # a person paused the canary, or the controller holds it
     hold_reason: str | None = None
     fallback: int | None = None  # the previous good version (None: no healthy fallback)
+    # Every replica that serves the model serves this revision (from their heartbeats). While
+    # they converge, too little traffic is no finding: the canary may not be loaded yet.
+    converged: bool = True
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,12 @@ def _judge_canary(
                 target=model.champion,
             )
         return decision("nothing", f"failed ({why}); {failures} of {canary.failure_limit} allowed")
+    if analysis.verdict == "inconclusive" and not model.converged:
+        waiting = replace(analysis, verdict="skip")
+        return Decision(
+            model.name, version, "nothing", f"replicas are still taking up revision "
+            f"{model.revision}: not judged", model.revision, waiting,
+        )  # fmt: skip
     if analysis.verdict == "inconclusive":
         run = _trailing(step, "inconclusive")
         if run >= canary.inconclusive_limit and not model.paused:

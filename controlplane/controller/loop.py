@@ -75,6 +75,7 @@ class Controller:
     # -- the loop -------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Lead (or wait as a standby) and tick every ``interval_s`` until ``stop`` is set."""
+        self.prepare()
         try:
             while not stop.is_set():
                 started = time.monotonic()
@@ -85,6 +86,11 @@ class Controller:
             self.lease.release()
             if self.leading:
                 self._publish("standby", detail={"why": "stopped"})
+
+    def prepare(self) -> None:
+        """Open the MLflow backend now (seconds of imports), so that acting on a breach, which
+        moves MLflow's aliases, does not pay for it when it counts."""
+        _ = self.cp.registry.backend
 
     def lead(self) -> bool:
         """Take or keep the lease; announce (and audit) a change of leadership."""
@@ -113,7 +119,7 @@ class Controller:
         """One pass over every live model; returns the decisions acted on (or reported)."""
         started = time.perf_counter()
         acted = []
-        for live in self.store.live_models():
+        for live in self.store.live_models(self.clock()):
             decision = self._judge(live)
             if decision is not None:
                 acted.append(decision)
@@ -126,7 +132,10 @@ class Controller:
         policy = self._policy(name)
         now = self.clock()
         last = self._last.get(name) or self.store.last_analysis_at(name)
-        if last is not None and now - last < timedelta(seconds=policy.canary.interval_s):
+        # Ticks jitter: an analysis due a hair after this tick is taken now, not a whole tick
+        # later (which would double the interval when both are 1 s).
+        slack = min(policy.canary.interval_s, self.interval_s) / 2
+        if last is not None and now - last < timedelta(seconds=policy.canary.interval_s - slack):
             return None
         windows = self.store.unanalysed(live)
         traffic = windows.traffic()

@@ -24,6 +24,9 @@ from controlplane.controller.traffic import Traffic
 from controlplane.db.models import AnalysisRow, ModelRow, ServingWindowRow
 from controlplane.policy import Policy
 from controlplane.rollout import RolloutService
+from controlplane.serving.windows import replicas
+
+STALE_AFTER_S = 30.0  # a replica not heard from this long is gone, not behind
 
 STALE = 0  # analysis_id of windows that began before the current traffic split: not judged
 ROLLBACK_ACTIONS = ("model.rollback",)
@@ -61,8 +64,15 @@ class ControllerStore:
         self.rollouts = rollouts
         self.history_limit = history_limit
 
-    def live_models(self) -> list[LiveRow]:
-        """Every model with a champion or a challenger, with its fallback."""
+    def live_models(self, now: datetime | None = None) -> list[LiveRow]:
+        """Every model with a champion or a challenger, with its fallback and whether the
+        replicas serving it have taken up its current revision."""
+        heard = [
+            r
+            for r in replicas(self.sessions)
+            if now is None
+            or now - datetime.fromisoformat(r["seen_at"]) <= timedelta(seconds=STALE_AFTER_S)
+        ]
         with self.sessions() as session:
             rows = (
                 session.execute(
@@ -87,6 +97,11 @@ class ControllerStore:
                     paused=row.canary_paused,
                     hold_reason=row.hold_reason,
                     fallback=self.rollouts.fallback(row.name),
+                    converged=all(
+                        r["serving"][row.name].get("revision") == row.revision
+                        for r in heard
+                        if row.name in r.get("serving", {})
+                    ),
                 ),
                 audit.as_utc(row.step_started_at) if row.step_started_at else None,
             )

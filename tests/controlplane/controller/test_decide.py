@@ -243,3 +243,18 @@ def _counts(latency_s: float, n: int) -> tuple[int, ...]:
     counts = [0] * (len(LATENCY_EDGES_S) + 1)
     counts[_bin(latency_s)] = n
     return tuple(counts)
+
+
+def test_no_traffic_while_replicas_take_up_the_canary_is_not_held_against_it() -> None:
+    loading = replace(CANARY, converged=False)
+    d = next(
+        d
+        for d in decide(loading, {1: traffic(2000)}, POLICY, History(step=("skip",) * 5), NOW)
+        if d.version == 2
+    )
+    assert d.action == "nothing"
+    assert d.analysis is not None
+    assert d.analysis.verdict == "skip"  # recorded, but counts for nothing
+    # A real failure while converging still counts.
+    bad = decide(loading, {1: traffic(2000), 2: traffic(50, failed=50)}, POLICY, History(), NOW)
+    assert next(d for d in bad if d.version == 2).action == "rollback"
