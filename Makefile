@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/registry_bench.py
 	$(BIN)/python benchmarks/features_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
+	$(BIN)/python benchmarks/rollback_bench.py
 
 clean:
 	rm -rf .mlcp .pytest_cache .mypy_cache .ruff_cache
