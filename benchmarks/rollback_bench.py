@@ -108,7 +108,9 @@ def _leads(cp: ControlPlane) -> int:
         return len(audit.entries(session, action="controller.lead"))
 
 
-def serving(cluster: Cluster, replicas: list[Process], champion: int, challenger: int | None) -> bool:
+def serving(
+    cluster: Cluster, replicas: list[Process], champion: int, challenger: int | None
+) -> bool:
     return all(cluster.serves(r, NAME, champion, challenger) for r in replicas)
 
 
