@@ -35,6 +35,7 @@ from controlplane.db.models import ModelRow, ModelVersionRow
 from controlplane.db.upsert import insert_if_missing
 from controlplane.errors import ConcurrentChange, InvalidTransition
 from controlplane.mlflow_mirror import MlflowMirror
+from controlplane.serving.desired_state import notify_desired_state
 
 if TYPE_CHECKING:
     from registry.mlflow_backend import MlflowBackend
@@ -185,3 +186,42 @@ def _verb(event: str) -> str:
         "rollback": "rolled back",
         "restore": "restored to production",
     }[event]
+
+
+def move(
+    session: Session,
+    model: ModelRow,
+    row: ModelVersionRow,
+    event: str,
+    *,
+    actor: str,
+    reason: str,
+    clock: audit.Clock,
+    before: Mapping[str, Any],
+    evidence: Mapping[str, Any] | None = None,
+) -> str:
+    """`transition` as part of a change of who serves: the audit row shows who served before
+    and after, and the revision the change made."""
+    return transition(
+        session,
+        model,
+        row,
+        event,
+        actor=actor,
+        reason=reason,
+        clock=clock,
+        evidence={**(evidence or {}), "revision": model.revision},
+        before=before,
+        after=deployment_state(model),
+    )
+
+
+def announce(
+    session: Session, model: ModelRow, mirror: MlflowMirror, states: Mapping[int, str]
+) -> dict[str, Any]:
+    """After a change of who serves: wake the replicas (NOTIFY, delivered at commit) and move
+    MLflow's aliases and state tags. Returns who serves now."""
+    notify_desired_state(session, model.name)
+    after = deployment_state(model)
+    mirror.publish(after["champion"], after["challenger"], states)
+    return after

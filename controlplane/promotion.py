@@ -35,9 +35,11 @@ from controlplane.lifecycle import (
     AWAITING_APPROVAL,
     CANARY,
     PROMOTABLE,
+    announce,
     changing,
     deployment_state,
     lock_model,
+    move,
     new_split,
     transition,
     version_row,
@@ -424,46 +426,36 @@ class PromotionService:
             if moved is not None:  # someone moved an alias mlcp owns: say so, set it right
                 evidence["aliases_moved_outside_mlcp"] = moved
             row = version_row(session, name, version.version)
-            states: dict[int, str] = {}
+            replaced: tuple[int, str] | None = None  # (version, event) of whom this displaces
             if target == "production":
-                if (champion := model.champion_version) is not None:
-                    old = version_row(session, name, champion)
-                    states[champion] = transition(
-                        session, model, old, "retire", actor=actor, clock=self.clock,
-                        reason=f"replaced as champion by {version.ref}",
-                    )  # fmt: skip
+                if model.champion_version is not None:
+                    replaced = (model.champion_version, "retire")
                 model.champion_version = version.version
                 if model.challenger_version == version.version:
                     model.challenger_version = model.canary_percent = None
                 event = "promote"
             else:
-                if (challenger := model.challenger_version) not in (None, version.version):
-                    assert challenger is not None
-                    old = version_row(session, name, challenger)
-                    states[challenger] = transition(
-                        session, model, old, "demote", actor=actor, clock=self.clock,
-                        reason=f"replaced as challenger by {version.ref}",
-                    )  # fmt: skip
+                if model.challenger_version not in (None, version.version):
+                    replaced = (model.challenger_version, "demote")
                 model.challenger_version, model.canary_percent = version.version, percent
                 event = "start_canary"
             if model.shadow_version == version.version:
                 model.shadow_version = None  # it takes real traffic now: no more mirroring
             new_split(model, now)
-            after = deployment_state(model)
-            states[version.version] = transition(
-                session,
-                model,
-                row,
-                event,
-                actor=actor,
-                reason=reason,
-                clock=self.clock,
-                evidence={**evidence, "revision": model.revision},
-                before=before,
-                after=after,
-            )
-            notify_desired_state(session, name)
-            mirror.publish(after[CHAMPION], after[CHALLENGER], states)
+            states: dict[int, str] = {}
+            if replaced is not None:
+                old, old_event = replaced
+                role = "champion" if old_event == "retire" else "challenger"
+                states[old] = move(
+                    session, model, version_row(session, name, old), old_event, actor=actor,
+                    reason=f"replaced as {role} by {version.ref}", clock=self.clock,
+                    before=before,
+                )  # fmt: skip
+            states[version.version] = move(
+                session, model, row, event, actor=actor, reason=reason, clock=self.clock,
+                before=before, evidence=evidence,
+            )  # fmt: skip
+            announce(session, model, mirror, states)
 
     def _pending_run(self, version: ModelVersion) -> GateRunRow:
         if version.state != AWAITING_APPROVAL:

@@ -35,15 +35,15 @@ from controlplane.db.models import ModelRow, ModelVersionRow
 from controlplane.errors import InvalidTransition, NoFallback
 from controlplane.lifecycle import (
     RETIRED,
+    announce,
     changing,
     deployment_state,
     lock_model,
+    move,
     new_split,
-    transition,
     version_row,
 )
-from controlplane.mlflow_mirror import CHALLENGER, CHAMPION, MlflowMirror
-from controlplane.serving.desired_state import notify_desired_state
+from controlplane.mlflow_mirror import MlflowMirror
 from registry import Registrar, validate_model_name
 
 
@@ -108,8 +108,9 @@ class RolloutService:
                 row = version_row(session, name, canary)
                 model.challenger_version = model.canary_percent = None
                 new_split(model, self.clock())
-                states[canary] = self._move(session, model, row, "rollback", actor, reason,
-                                            proof, before)  # fmt: skip
+                states[canary] = move(session, model, row, "rollback", actor=actor,
+                                      reason=reason, clock=self.clock, before=before,
+                                      evidence=proof)  # fmt: skip
             else:
                 action, champion = "rollback", model.champion_version
                 if champion is None:
@@ -122,15 +123,15 @@ class RolloutService:
                 model.champion_version = target
                 new_split(model, self.clock())
                 proof["rolled_back_to"] = target
-                states[champion] = self._move(session, model, old, "rollback", actor, reason,
-                                              proof, before)  # fmt: skip
-                states[target] = self._move(
-                    session, model, restored, "restore", actor,
-                    f"rollback of {name}@{champion}: {reason}", {"rolled_back": champion}, before,
+                states[champion] = move(session, model, old, "rollback", actor=actor,
+                                        reason=reason, clock=self.clock, before=before,
+                                        evidence=proof)  # fmt: skip
+                states[target] = move(
+                    session, model, restored, "restore", actor=actor, clock=self.clock,
+                    reason=f"rollback of {name}@{champion}: {reason}", before=before,
+                    evidence={"rolled_back": champion},
                 )  # fmt: skip
-            notify_desired_state(session, name)
-            after = deployment_state(model)
-            mirror.publish(after[CHAMPION], after[CHALLENGER], states)
+            after = announce(session, model, mirror, states)
             return RolloutResult(name, action, before, after, model.revision, reason)
 
     def fallback(self, name: str) -> int | None:
@@ -169,10 +170,9 @@ class RolloutService:
             row = version_row(session, name, canary)
             model.canary_percent = percent
             new_split(model, self.clock())
-            state = self._move(session, model, row, "step", actor, reason, evidence, before)
-            notify_desired_state(session, name)
-            after = deployment_state(model)
-            mirror.publish(after[CHAMPION], after[CHALLENGER], {canary: state})
+            state = move(session, model, row, "step", actor=actor, reason=reason,
+                         clock=self.clock, before=before, evidence=evidence)  # fmt: skip
+            after = announce(session, model, mirror, {canary: state})
             return RolloutResult(name, "advance", before, after, model.revision, reason)
 
     def complete(
@@ -188,22 +188,21 @@ class RolloutService:
         with self._changing(name, revision) as (session, model, mirror):
             canary = self._running_canary(model, name)
             before = deployment_state(model)
-            states: dict[int, str] = {}
-            if (champion := model.champion_version) is not None:
-                old = version_row(session, name, champion)
-                states[champion] = self._move(
-                    session, model, old, "retire", actor,
-                    f"replaced as champion by {name}@{canary}", None, before,
-                )  # fmt: skip
-            row = version_row(session, name, canary)
+            champion = model.champion_version
             model.champion_version, model.challenger_version = canary, None
             model.canary_percent = None
             new_split(model, self.clock())
-            states[canary] = self._move(session, model, row, "promote", actor, reason, evidence,
-                                        before)  # fmt: skip
-            notify_desired_state(session, name)
-            after = deployment_state(model)
-            mirror.publish(after[CHAMPION], after[CHALLENGER], states)
+            states: dict[int, str] = {}
+            if champion is not None:
+                states[champion] = move(
+                    session, model, version_row(session, name, champion), "retire",
+                    actor=actor, clock=self.clock, before=before,
+                    reason=f"replaced as champion by {name}@{canary}",
+                )  # fmt: skip
+            row = version_row(session, name, canary)
+            states[canary] = move(session, model, row, "promote", actor=actor, reason=reason,
+                                  clock=self.clock, before=before, evidence=evidence)  # fmt: skip
+            after = announce(session, model, mirror, states)
             return RolloutResult(name, "promote", before, after, model.revision, reason)
 
     # -- pause, resume, hold --------------------------------------------------------------------
@@ -257,30 +256,6 @@ class RolloutService:
         self, name: str, revision: int | None
     ) -> AbstractContextManager[tuple[Session, ModelRow, MlflowMirror]]:
         return changing(self.sessions, self.registrar.backend, name, revision, self.clock)
-
-    def _move(
-        self,
-        session: Session,
-        model: ModelRow,
-        row: ModelVersionRow,
-        event: str,
-        actor: str,
-        reason: str,
-        evidence: Mapping[str, Any] | None,
-        before: Mapping[str, Any],
-    ) -> str:
-        return transition(
-            session,
-            model,
-            row,
-            event,
-            actor=actor,
-            reason=reason,
-            clock=self.clock,
-            evidence={**(evidence or {}), "revision": model.revision},
-            before=before,
-            after=deployment_state(model),
-        )
 
     @staticmethod
     def _running_canary(model: ModelRow, name: str) -> int:
