@@ -9,10 +9,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,22 +20,12 @@ from controlplane.context import ControlPlane
 from controlplane.policy import Policy
 from controlplane.serving import serving_windows
 from controlplane.settings import Settings
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 MLCP = str(Path(sys.executable).with_name("mlcp"))
 LENIENT = "gates:\n  metrics:\n    - {metric: roc_auc, min: 0.5}\n"
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float = 120, what: str = "") -> Any:
-    end = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        threading.Event().wait(0.05)
 
 
 @pytest.fixture(scope="module")

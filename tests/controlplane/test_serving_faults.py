@@ -15,8 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +34,7 @@ from features import reference_statistics
 from registry import RegistrationRequest
 from tests.controlplane.test_serving_adapters import DAY, DEFS
 from tests.serving.conftest import free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -42,17 +42,6 @@ MLCP = str(Path(sys.executable).with_name("mlcp"))
 # Short enough that a request held by the database would fail; the replica's own deadline.
 DEADLINE = {"X-Request-Timeout-Ms": "3000"}
 CACHED = [{"user_id": 0}, {"user_id": 1}]
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float = 120, what: str = "") -> Any:
-    end = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        threading.Event().wait(0.1)
 
 
 class Postgres:

@@ -4,8 +4,6 @@ database is away, heartbeats saying what is served."""
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import httpx
@@ -16,6 +14,7 @@ from serving.manager import ModelManager, retry_delay
 from serving.spec import Deployment
 from tests.serving.conftest import DictLookup, ListSink, Server, StaticLoader, StaticSource
 from tests.serving.test_app import ROWS, infer_body
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +31,6 @@ def start(
     return Server(manager), source, sink
 
 
-def until(condition: Any, timeout_s: float = 30) -> Any:
-    end = time.monotonic() + timeout_s
-    while not (value := condition()):
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        threading.Event().wait(0.01)
-    return value
-
-
 def test_retry_delay_doubles_up_to_a_minute() -> None:
     assert [retry_delay(n, 1.0) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
     assert retry_delay(20, 1.0) == 60.0
@@ -53,15 +43,15 @@ def test_a_failed_load_is_retried_with_backoff_and_forgotten_when_not_wanted(
     server, source, _ = start(loader, Deployment("churn", champion=1), load_retry_s=0.5)
     with server, httpx.Client(base_url=server.url) as client:
         source.set(Deployment("churn", champion=2, revision=1))
-        until(lambda: loader.loads.count(("churn", 2)) >= 2)  # the first retry, after 0.5 s
+        wait_until(lambda: loader.loads.count(("churn", 2)) >= 2)  # the first retry, after 0.5 s
         polls = source.reads
         tried = loader.loads.count(("churn", 2))
-        until(lambda: source.reads >= polls + 20)  # 20 more polls at 20 ms: ~0.4 s
+        wait_until(lambda: source.reads >= polls + 20)  # 20 more polls at 20 ms: ~0.4 s
         # Polls go on every 20 ms; loads wait for the backoff (1 s after the second failure).
         assert loader.loads.count(("churn", 2)) <= tried + 1
         assert "churn@2" in client.get("/v1/serving/state").json()["failures"]
         source.set(Deployment("churn", champion=1, revision=2))
-        until(lambda: not client.get("/v1/serving/state").json()["failures"])
+        wait_until(lambda: not client.get("/v1/serving/state").json()["failures"])
         answer = client.post("/v2/models/churn/infer", json=infer_body([[1] * 5]))
     assert answer.json()["model_version"] == "1"
 
@@ -72,14 +62,14 @@ def test_a_replaced_champion_stays_warm_so_a_rollback_is_a_route_flip(
     server, source, sink = start(loader, Deployment("churn", champion=1), heartbeat_s=0.05)
     with server, httpx.Client(base_url=server.url) as client:
         source.set(Deployment("churn", champion=2, revision=1))
-        state = until(
+        state = wait_until(
             lambda: (s := client.get("/v1/serving/state").json())["standby"] == ["churn@1"] and s
         )
         assert list(state["versions"]) == ["churn@2"]
         source.set(Deployment("churn", champion=1, revision=2))  # the rollback
-        until(lambda: client.post("/v2/models/churn/infer", json=infer_body([[1] * 5])).json()
+        wait_until(lambda: client.post("/v2/models/churn/infer", json=infer_body([[1] * 5])).json()
               ["model_version"] == "1")  # fmt: skip
-        until(lambda: sink.heartbeats and sink.heartbeats[-1].serving["churn"].revision == 2)
+        wait_until(lambda: sink.heartbeats and sink.heartbeats[-1].serving["churn"].revision == 2)
     assert loader.loads.count(("churn", 1)) == 1  # never loaded again
     beat = sink.heartbeats[-1]
     assert beat.serving["churn"].champion == 1
@@ -93,8 +83,8 @@ def test_a_standby_is_dropped_when_its_time_is_up(loader: StaticLoader) -> None:
     )
     with server, httpx.Client(base_url=server.url) as client:
         source.set(Deployment("churn", champion=2, revision=1))
-        until(lambda: client.get("/v1/serving/state").json()["standby"] == ["churn@1"])
-        until(lambda: client.get("/v1/serving/state").json()["standby"] == [])
+        wait_until(lambda: client.get("/v1/serving/state").json()["standby"] == ["churn@1"])
+        wait_until(lambda: client.get("/v1/serving/state").json()["standby"] == [])
 
 
 def test_windows_made_while_the_database_is_away_are_sent_when_it_is_back(
@@ -105,10 +95,10 @@ def test_windows_made_while_the_database_is_away_are_sent_when_it_is_back(
     with server, httpx.Client(base_url=server.url) as client:
         for _ in range(3):
             client.post("/v2/models/churn/infer", json=infer_body([[1] * 5]))
-        until(lambda: client.get("/v1/serving/state").json()["pending_windows"] >= 1)
+        wait_until(lambda: client.get("/v1/serving/state").json()["pending_windows"] >= 1)
         assert "mlcp_serving_windows_pending 1.0" in client.get("/metrics").text
         sink.down = False
-        until(lambda: client.get("/v1/serving/state").json()["pending_windows"] == 0)
+        wait_until(lambda: client.get("/v1/serving/state").json()["pending_windows"] == 0)
     assert sum(w.requests for w in sink.windows) == 3
 
 
@@ -127,7 +117,7 @@ def test_the_backlog_is_bounded_and_counts_what_it_drops(loader: StaticLoader) -
 
         for made in range(1, 7):  # one request per window
             client.post("/v2/models/churn/infer", json=infer_body([[1] * 5]))
-            until(lambda made=made: seen() >= made)
+            wait_until(lambda made=made: seen() >= made)
         metrics = client.get("/metrics").text
     assert _value(metrics, "mlcp_serving_windows_pending") == 2
     assert _value(metrics, "mlcp_serving_windows_dropped_total") >= 4

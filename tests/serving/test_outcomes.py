@@ -11,21 +11,18 @@ import pytest
 import torch
 
 from serving.config import BatchingConfig, ServerConfig
-from serving.manager import ModelManager
 from serving.routing import BUCKETS, entity_routing_key
 from serving.spec import Deployment
 from serving.windows import Window
 from tests.serving.conftest import (
-    DictLookup,
     Gate,
     ListSink,
-    Server,
     StaticLoader,
-    StaticSource,
     make_model,
     spec_for,
 )
-from tests.serving.test_app import ROWS, infer_body
+from tests.serving.test_app import infer_body, serve
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,16 +37,6 @@ class NaNAbove(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.inner(x)
         return torch.where(x[:, :1] > self.limit, torch.full_like(out, float("nan")), out)
-
-
-def start(
-    loader: StaticLoader, *deployments: Deployment, config: ServerConfig | None = None
-) -> tuple[Server, StaticSource, ListSink]:
-    sink = ListSink()
-    source = StaticSource({d.name: d for d in deployments})
-    config = config or ServerConfig(batching=BatchingConfig(8, 1.0), poll_s=0.05)
-    manager = ModelManager(loader, source, config, lookup=DictLookup(ROWS), sink=sink)
-    return Server(manager), source, sink
 
 
 def merged(windows: list[Window], version: int) -> dict[str, int]:
@@ -68,7 +55,8 @@ def test_failed_rejected_and_timed_out_requests_each_count_in_the_window() -> No
     gate = Gate(NaNAbove(make_model(1), limit=100.0))
     loader.add(spec_for("churn", 1, service="churn_features@1"), gate)
     config = ServerConfig(batching=BatchingConfig(max_batch_size=1, max_queue=1), poll_s=0.05)
-    server, _, sink = start(loader, Deployment("churn", champion=1), config=config)
+    sink = ListSink()
+    server, _ = serve(loader, Deployment("churn", champion=1), config=config, sink=sink)
     with server, httpx.Client(base_url=server.url, timeout=30) as client:
         ok = client.post("/v2/models/churn/infer", json=infer_body([[1] * 5]))
         failed = client.post("/v2/models/churn/infer", json=infer_body([[500] * 5]))
@@ -95,11 +83,11 @@ def test_failed_rejected_and_timed_out_requests_each_count_in_the_window() -> No
         threads = [call("held")]
         assert gate.entered.wait(10)
         threads.append(call("timed_out", {"X-Request-Timeout-Ms": "300"}))
-        _until(lambda: batcher.waiting == 1)  # prepared, waiting for the model
+        wait_until(lambda: batcher.waiting == 1)  # prepared, waiting for the model
         threads.append(call("staged"))
-        _until(lambda: batcher.waiting == 2)  # collected, waiting to hand over
+        wait_until(lambda: batcher.waiting == 2)  # collected, waiting to hand over
         threads.append(call("queued"))
-        _until(lambda: batcher.depth == 1)  # the queue's limit
+        wait_until(lambda: batcher.depth == 1)  # the queue's limit
         full = client.post("/v2/models/churn/infer", json=infer_body([[1] * 5]))
         threading.Event().wait(0.4)  # past the 300 ms deadline of the waiting request
         gate.release.set()
@@ -123,7 +111,8 @@ def test_an_entity_request_split_between_versions_counts_per_version() -> None:
     # The challenger fails every row (NaN): its share of a request is its error alone.
     loader.add(spec_for("churn", 2, service="churn_features@1"), NaNAbove(make_model(2), -1e9))
     canary = Deployment("churn", champion=1, challenger=2, canary_percent=50)
-    server, _, sink = start(loader, canary)
+    sink = ListSink()
+    server, _ = serve(loader, canary, sink=sink)
     to_champion = _entity(lambda b: b >= 50 * (BUCKETS // 100))
     to_challenger = _entity(lambda b: b < 50 * (BUCKETS // 100))
     with server, httpx.Client(base_url=server.url, timeout=30) as client:
@@ -145,17 +134,17 @@ def test_metric_labels_name_only_served_versions_and_drained_ones_disappear(
     loader: StaticLoader,
 ) -> None:
     config = ServerConfig(batching=BatchingConfig(8, 1.0), poll_s=0.05, keep_warm_s=0)
-    server, source, _ = start(loader, Deployment("churn", champion=1), config=config)
+    server, source = serve(loader, Deployment("churn", champion=1), config=config)
     with server, httpx.Client(base_url=server.url, timeout=30) as client:
         client.post("/v2/models/churn/infer", json=infer_body([[1] * 5]))
         client.post("/v2/models/no-such-model-%41/infer", json=infer_body([[1] * 5]))
         client.post("/v2/models/churn/versions/77/infer", json=infer_body([[1] * 5]))
         before = client.get("/metrics").text
         source.set(Deployment("churn", champion=2, revision=1))
-        _until(lambda: client.get("/v1/serving/state").json()["versions"].keys() == {"churn@2"})
+        wait_until(lambda: client.get("/v1/serving/state").json()["versions"].keys() == {"churn@2"})
         client.post("/v2/models/churn/infer", json=infer_body([[1] * 5]))
         # The route switches first; the old version drains, reports, then its series go.
-        _until(lambda: 'ref="churn@1"' not in client.get("/metrics").text)
+        wait_until(lambda: 'ref="churn@1"' not in client.get("/metrics").text)
         after = client.get("/metrics").text
     assert 'model="churn",version="1"' in before
     assert 'code="404",endpoint="infer",model="_other",version="_other"' in before
@@ -173,16 +162,6 @@ def _entity(wanted: Any) -> dict[str, int]:
         if wanted(entity_routing_key({"customer_id": i})):
             return {"customer_id": i}
     raise AssertionError("no customer id in 0..99 routes that way")
-
-
-def _until(condition: Any, timeout_s: float = 30) -> None:
-    import time
-
-    end = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        threading.Event().wait(0.01)
 
 
 def test_outcome_of_maps_statuses() -> None:

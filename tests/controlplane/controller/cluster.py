@@ -29,6 +29,8 @@ import httpx
 import numpy as np
 import torch
 
+from tests.waiting import wait_until
+
 MLCP = str(Path(sys.executable).with_name("mlcp"))
 WIDTH = 5
 
@@ -112,17 +114,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float = 120, what: str = "") -> Any:
-    end = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what or condition}")
-        threading.Event().wait(0.05)
 
 
 @dataclass
