@@ -22,6 +22,7 @@ series set; a version's series are removed when it drains (`ServingMetrics.forge
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -150,5 +151,8 @@ class ServingMetrics:
 
 
 def _remove(metric: Any, *labels: str) -> None:
-    with contextlib.suppress(KeyError):  # never observed under these labels
+    with contextlib.suppress(KeyError), warnings.catch_warnings():  # KeyError: never observed
+        # Importing feast sets PROMETHEUS_MULTIPROC_DIR in the process's environment, and
+        # prometheus-client then warns on every removal; this registry is not multi-process.
+        warnings.filterwarnings("ignore", message="Removal of labels has not been implemented")
         metric.remove(*labels)

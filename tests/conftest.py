@@ -40,6 +40,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(autouse=True)
+def _no_prometheus_multiproc_env() -> Iterator[None]:
+    """Importing feast sets PROMETHEUS_MULTIPROC_DIR in os.environ for the rest of the
+    process; servers the tests start would inherit it and keep their metrics in feast's
+    temporary files. Each test starts and ends without it."""
+    for var in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+        os.environ.pop(var, None)
+    yield
+    for var in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+        os.environ.pop(var, None)
+
+
 def service_missing(what: str, why: object) -> None:
     message = (
         f"{what} is not reachable ({why}); start it as ../shared/notes-deps.md says "
