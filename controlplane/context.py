@@ -55,7 +55,13 @@ class ControlPlane:
 
     @cached_property
     def promotions(self) -> PromotionService:
-        return PromotionService(self.sessions, self.registry, self.policies, self.evaluations)
+        return PromotionService(
+            self.sessions,
+            self.registry,
+            self.policies,
+            self.evaluations,
+            machine_class=self.settings.machine_class or None,
+        )
 
     @cached_property
     def rollouts(self) -> RolloutService:

@@ -7,7 +7,7 @@
         expectations:
           - {type: expect_column_values_to_not_be_null, kwargs: {column: tenure}}
       schema:    {inputs: [{dtype: float32, shape: [-1, 5]}]}
-      latency:   {batch_sizes: [1, 32], p99_ms: 50}
+      latency:   {batch_sizes: [1, 32], p99_ms: 50, machine_class: ci-2core}
       drift_reference: true
     approval: {required: false}
     canary:                          # the rollback controller walks these steps
@@ -95,6 +95,10 @@ class LatencyBudget(_Strict):
     p99_ms: float = Field(gt=0)
     p50_ms: float | None = Field(default=None, gt=0)
     iterations: int = Field(default=50, ge=5, le=10_000)
+    rounds: int = Field(default=5, ge=1, le=100)
+    # The machine class the budget was set on (MLCP_MACHINE_CLASS there); elsewhere the gate
+    # refuses to judge rather than compare a GPU budget with a CPU runner.
+    machine_class: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class Gates(_Strict):
@@ -268,7 +272,16 @@ class Policy(_Strict):
             gates.append(SchemaCompatibilityGate(decls))
         if g.latency is not None:
             lat = g.latency
-            gates.append(LatencyBudgetGate(lat.batch_sizes, lat.p99_ms, lat.p50_ms, lat.iterations))
+            gates.append(
+                LatencyBudgetGate(
+                    lat.batch_sizes,
+                    lat.p99_ms,
+                    lat.p50_ms,
+                    lat.iterations,
+                    lat.rounds,
+                    lat.machine_class,
+                )
+            )
         if g.drift_reference:
             gates.append(DriftReferenceGate())
         return gates

@@ -118,12 +118,14 @@ class PromotionService:
         policies: PolicyStore,
         evaluations: EvaluationService | None,
         clock: Callable[[], datetime] = audit.utcnow,
+        machine_class: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.registrar = registrar
         self.policies = policies
         self.evaluations = evaluations
         self.clock = clock
+        self.machine_class = machine_class  # None: detected (latency budgets name it)
 
     # -- reads --------------------------------------------------------------------------------
     def snapshot(self, name: str) -> Snapshot:
@@ -306,9 +308,12 @@ class PromotionService:
             eval_data = _read_if_present(cand_eval.dataset_source if cand_eval else None)
             td = version.training_data
             training_data = _read_if_present(td.source if td else None)
-        probe, device = None, "cpu"
+        probe, device, machine = None, "cpu", self.machine_class
         if gates.latency is not None:
+            from registry.gates.latency import detect_machine_class
+
             probe, device = self._latency_probe(version)
+            machine = machine or detect_machine_class(device)
         return GateContext(
             candidate=version,
             champion=champion,
@@ -318,18 +323,23 @@ class PromotionService:
             training_data=training_data,
             latency_probe=probe,
             device=device,
+            machine_class=machine,
         )
 
     def _latency_probe(self, version: ModelVersion) -> tuple[Any, str]:
         import torch
 
-        from registry.gates import make_forward_probe
+        from registry.gates.latency import make_forward_probe
+        from serving.config import cpu_threads
 
         spec = json.loads(version.signature["inputs"])[0]["tensor-spec"]
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = self.registrar.backend.load_version(version.name, version.version)
         shape = tuple(int(d) for d in spec["shape"][1:])
-        return make_forward_probe(model, shape, spec["dtype"], device), device
+        # Timed with the threads `mlcp serve` gives torch here: the figure is what serves.
+        threads = cpu_threads() if device == "cpu" else None
+        probe = make_forward_probe(model, shape, spec["dtype"], device, threads=threads)
+        return probe, device
 
     def _record_gates(
         self,

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
     # PostgreSQL's statement_timeout for every statement (0: none); `mlcp serve` sets its own.
     db_statement_timeout_s: float = Field(default=0.0, ge=0, le=3600)
+    machine_class: str = Field(
+        default="", max_length=200, description="this machine in latency budgets; default: auto"
+    )
 
     @classmethod
     def settings_customise_sources(

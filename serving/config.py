@@ -7,6 +7,7 @@ ServerConfig(default_timeout_ms=10_000, max_body_bytes=8 << 20)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -48,6 +49,15 @@ class BatchingConfig:
     @property
     def max_delay_s(self) -> float:
         return self.max_delay_ms / 1000.0
+
+
+def cpu_threads(requested: int = 0, cores: int | None = None) -> int:
+    """torch's intra-op threads for CPU inference: ``requested``, or (0) half the cores, at
+    least one. The latency gate times models with the same count, so it measures what serves.
+    """
+    if requested > 0:
+        return requested
+    return max(1, (cores or os.cpu_count() or 2) // 2)
 
 
 @dataclass(frozen=True)

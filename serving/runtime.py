@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterable
 
 import torch
 
-from serving.config import RuntimeConfig
+from serving.config import RuntimeConfig, cpu_threads
 from serving.errors import ModelLoadFailed
 from serving.spec import LoadedModel
 
@@ -58,7 +57,7 @@ def configure_cpu_threads(config: RuntimeConfig) -> int:
     a 64-256-256-1 MLP at 32 rows took 3.4 ms with 2 threads, 0.29 ms with 1). ``auto``
     leaves half the cores to the event loop and feature reads.
     """
-    threads = config.cpu_threads or max(1, (os.cpu_count() or 2) // 2)
+    threads = cpu_threads(config.cpu_threads)
     torch.set_num_threads(threads)
     return threads
 

@@ -4,8 +4,8 @@
 
     report = run_gates([MetricThresholdGate("auc", min=0.8)], GateContext(candidate=version))
 
-Importing this package imports torch (the latency probe); Great Expectations is imported
-only when a data-quality gate runs.
+Importing this package imports neither torch nor Great Expectations: the latency probe
+imports torch when it is built, the data-quality gate GX when it runs.
 """
 
 from registry.gates.base import (
@@ -15,6 +15,7 @@ from registry.gates.base import (
     GateResult,
     LatencyProbe,
     Severity,
+    Timing,
     run_gates,
 )
 from registry.gates.champion import ChampionComparisonGate
@@ -39,6 +40,7 @@ __all__ = [
     "SchemaCompatibilityGate",
     "Severity",
     "TensorSpecDecl",
+    "Timing",
     "make_forward_probe",
     "run_gates",
 ]

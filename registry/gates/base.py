@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from registry.evaluation import Evaluation
 from registry.lineage import ModelVersion
@@ -22,8 +22,17 @@ if TYPE_CHECKING:
 
 Severity = Literal["critical", "warning"]
 
-# (batch_size, iterations) -> one wall time in seconds per forward pass, warm-up excluded.
-LatencyProbe = Callable[[int, int], list[float]]
+
+class Timing(NamedTuple):
+    """One timed forward pass: its wall time, and whether the process was preempted meanwhile
+    (then it measured a neighbour as much as the model)."""
+
+    seconds: float
+    preempted: bool = False
+
+
+# (batch_size, iterations) -> one Timing (or plain seconds) per forward pass, warm-up excluded.
+LatencyProbe = Callable[[int, int], Sequence[Timing | float]]
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class GateContext:
     training_data: pd.DataFrame | None = None  # the training rows, when the file is at hand
     latency_probe: LatencyProbe | None = None
     device: str = "cpu"
+    machine_class: str | None = None  # what this machine is called in latency budgets
 
 
 class Gate(Protocol):
