@@ -18,16 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from controlplane.db.engine import check_connection, make_engine
 from controlplane.db.lineage_store import DbLineageStore
 from controlplane.db.migrate import ensure_schema
-from controlplane.evaluations import EvaluationService
-from controlplane.feature_store import ManagedFeatures
-from controlplane.policy import PolicyStore
-from controlplane.promotion import PromotionService
-from controlplane.rollout import RolloutService
 from controlplane.settings import Settings, load_settings
-from controlplane.tokens import TokenStore
 from registry import Registrar
 
 if TYPE_CHECKING:
+    from controlplane.evaluations import EvaluationService
+    from controlplane.feature_store import ManagedFeatures
+    from controlplane.policy import PolicyStore
+    from controlplane.promotion import PromotionService
+    from controlplane.rollout import RolloutService
+    from controlplane.tokens import TokenStore
     from registry.mlflow_backend import MlflowBackend
 
 
@@ -48,13 +48,37 @@ class ControlPlane:
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
         self.lineage = DbLineageStore(self.sessions)
         self.registry = Registrar(self.lineage, self._mlflow_backend)
-        self.evaluations = EvaluationService(self.sessions, self.registry, settings.actor)
-        self.policies = PolicyStore(self.sessions)
-        self.tokens = TokenStore(self.sessions)
-        self.features = ManagedFeatures(settings, self.sessions)
+
+    # Each service is built (and its module imported) on first use: a command pays only for
+    # what it touches (`mlcp audit list` needs none of them; `mlcp promote` no Feast).
+    @cached_property
+    def evaluations(self) -> EvaluationService:
+        from controlplane.evaluations import EvaluationService
+
+        return EvaluationService(self.sessions, self.registry, self.settings.actor)
+
+    @cached_property
+    def policies(self) -> PolicyStore:
+        from controlplane.policy import PolicyStore
+
+        return PolicyStore(self.sessions)
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        from controlplane.tokens import TokenStore
+
+        return TokenStore(self.sessions)
+
+    @cached_property
+    def features(self) -> ManagedFeatures:
+        from controlplane.feature_store import ManagedFeatures
+
+        return ManagedFeatures(self.settings, self.sessions)
 
     @cached_property
     def promotions(self) -> PromotionService:
+        from controlplane.promotion import PromotionService
+
         return PromotionService(
             self.sessions,
             self.registry,
@@ -65,6 +89,8 @@ class ControlPlane:
 
     @cached_property
     def rollouts(self) -> RolloutService:
+        from controlplane.rollout import RolloutService
+
         return RolloutService(self.sessions, self.registry)
 
     @classmethod

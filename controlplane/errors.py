@@ -8,7 +8,14 @@
     ├── NoPolicy               promotion asked for a model that has no policy yet
     ├── InvalidTransition      the version is not in a state that allows the request
     │   └── NoFallback         a rollback with no good version to return to
-    └── ConcurrentChange       the model changed between the gates and the transition (exit 1)
+    ├── ConcurrentChange       the model changed between the gates and the transition (exit 1)
+    ├── InvalidUpload          an uploaded file that is not what its name says, or not there
+    ├── LocalOnly              a command that works on the stores themselves, in remote mode
+    └── ApiError               the control API said no (remote mode: MLCP_API_URL)
+        ├── ApiRefused         ... because another change won (409 conflict, exit 1)
+        ├── ApiDenied          ... to this token: missing, unknown, or its role may not (exit 5)
+        ├── ApiUnavailable     ... or could not be reached, after retries (exit 4: retry later)
+        └── ApiFailed          ... with a server error (exit 3)
 
 The CLI maps every root (this one, RegistryError, FeatureStoreError, ServingError)
 to an exit code and one line on stderr in one place: ``controlplane/cli/errors.py``.
@@ -105,3 +112,57 @@ class ConcurrentChange(ControlPlaneError):
             f"model {name!r} changed while this ran (expected {expected}, found {found}); "
             "nothing was moved: run it again to act on the new state"
         )
+
+
+class InvalidUpload(ControlPlaneError):
+    """An uploaded file whose content does not match its name, or that is not stored."""
+
+    def __init__(self, upload: str, why: str) -> None:
+        self.upload = upload
+        super().__init__(f"upload {upload!r}: {why}")
+
+
+class LocalOnly(ControlPlaneError):
+    """A command that reads or writes the stores themselves, asked for in remote mode."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        super().__init__(
+            f"`{command}` works on the control plane's own stores, not through the API; run it "
+            "where they are (unset MLCP_API_URL and MLCP_TOKEN there)"
+        )
+
+
+class ApiError(ControlPlaneError):
+    """The control API answered with an error (remote mode). ``status`` is its HTTP status."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        self.status = status
+        self.kind = kind
+        super().__init__(message)
+
+
+class ApiRefused(ApiError):
+    """The API refused because another change won (409 conflict): exit 1, as locally."""
+
+
+class ApiDenied(ApiError):
+    """The token is missing, unknown or revoked (401), or its role may not do this (403)."""
+
+
+class ApiUnavailable(ApiError):
+    """The API could not be reached or said 503, after the retries safe for the call."""
+
+    def __init__(self, url: str, why: str, attempts: int) -> None:
+        self.url = url
+        self.attempts = attempts
+        tries = f" after {attempts} tries" if attempts > 1 else ""
+        super().__init__(
+            503,
+            "Unavailable",
+            f"the control API at {url} is unavailable{tries} ({why}); retry later",
+        )
+
+
+class ApiFailed(ApiError):
+    """The API answered with a server error (5xx other than 503): a bug on the server."""

@@ -34,14 +34,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
-from controlplane import audit
-from controlplane.db.models import PolicyRow
 from controlplane.errors import InvalidPolicy, NoPolicy
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from controlplane.db.models import PolicyRow
     from registry.gates.base import Gate
 
 
@@ -308,15 +307,23 @@ class StoredPolicy:
 
 
 class PolicyStore:
-    """Policies by model and revision; setting an unchanged policy adds no revision."""
+    """Policies by model and revision; setting an unchanged policy adds no revision.
+
+    The database is imported here, not at the top: `Policy` validates a file in a remote
+    client (``MLCP_API_URL``), which must not pay for SQLAlchemy.
+    """
 
     def __init__(
-        self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = audit.utcnow
+        self, sessions: sessionmaker[Session], clock: Callable[[], datetime] | None = None
     ):
+        from controlplane import audit
+
         self.sessions = sessions
-        self.clock = clock
+        self.clock = clock or audit.utcnow
 
     def set(self, model_name: str, policy: Policy, actor: str) -> StoredPolicy:
+        from controlplane import audit
+        from controlplane.db.models import PolicyRow
         from registry import validate_model_name
 
         validate_model_name(model_name)
@@ -359,6 +366,10 @@ class PolicyStore:
 
     @staticmethod
     def _latest(session: Session, model_name: str) -> PolicyRow | None:
+        from sqlalchemy import func, select
+
+        from controlplane.db.models import PolicyRow
+
         top = (
             select(func.max(PolicyRow.revision))
             .where(PolicyRow.model_name == model_name)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,6 +63,19 @@ class Settings(BaseSettings):
     machine_class: str = Field(
         default="", max_length=200, description="this machine in latency budgets; default: auto"
     )
+    # Remote mode: with both set, every command but the store-level ones goes through the
+    # control API, which names the token's owner in the audit log.
+    api_url: str = Field(default="", description="the control API, http(s)://host:port")
+    token: SecretStr = Field(default=SecretStr(""), description="a token from `mlcp tokens`")
+    api_retries: int = Field(default=5, ge=0, le=20, description="retries of a safe call")
+    api_timeout_s: float = Field(default=600.0, gt=0, le=3600)
+    # Server side: the largest file `mlcp api` takes in one upload (a model, a dataset).
+    api_max_upload_mb: int = Field(default=2048, ge=1, le=1 << 20)
+
+    @property
+    def remote(self) -> bool:
+        """True when commands go through the control API (MLCP_API_URL and MLCP_TOKEN)."""
+        return bool(self.api_url)
 
     @classmethod
     def settings_customise_sources(
@@ -119,6 +132,29 @@ class Settings(BaseSettings):
                 "or redis://host:port"
             )
         return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_api_url(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s):// URL, e.g. http://mlcp.internal:8080")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_remote(self) -> Settings:
+        has_token = bool(self.token.get_secret_value())
+        # SettingsError, not ValueError: pydantic lets it through, naming the right variable.
+        if self.api_url and not has_token:
+            raise SettingsError(
+                f"{ENV_PREFIX}TOKEN",
+                "MLCP_API_URL is set but no token: create one where the control plane runs "
+                "(`mlcp tokens create ci --role promoter`) and set MLCP_TOKEN",
+            )
+        if has_token and not self.api_url:
+            raise SettingsError(
+                f"{ENV_PREFIX}API_URL", "MLCP_TOKEN is set but not the API's URL: set it too"
+            )
+        return self
 
     @field_validator("mlflow_tracking_uri", "mlflow_registry_uri")
     @classmethod

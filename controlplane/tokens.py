@@ -21,11 +21,15 @@ from controlplane.errors import ControlPlaneError
 
 # What each role may do. Reading is everyone's; writing is split so a CI token that can
 # promote cannot rewrite the policy it is judged by.
+# A promoter is what CI runs as: it registers, evaluates, promotes and rolls back, all
+# under a policy only an admin sets.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
-    "data-scientist": frozenset({"read", "register", "evaluate"}),
-    "promoter": frozenset({"read", "promote", "approve"}),
-    "admin": frozenset({"read", "register", "evaluate", "promote", "approve", "policy", "tokens"}),
+    "data-scientist": frozenset({"read", "upload", "register", "evaluate"}),
+    "promoter": frozenset({"read", "upload", "register", "evaluate", "promote", "approve"}),
+    "admin": frozenset(
+        {"read", "upload", "register", "evaluate", "promote", "approve", "policy", "tokens"}
+    ),
 }
 ROLES = tuple(PERMISSIONS)
 PREFIX = "mlcp_"
@@ -36,6 +40,14 @@ class InvalidRole(ControlPlaneError):
 
     def __init__(self, role: str) -> None:
         super().__init__(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+
+
+class TokenNotFound(ControlPlaneError):
+    """No active token with that id."""
+
+    def __init__(self, token_id: int) -> None:
+        self.token_id = token_id
+        super().__init__(f"no active token {token_id}; `mlcp audit list --action token.create`")
 
 
 @dataclass(frozen=True)

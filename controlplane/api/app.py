@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
 from controlplane import audit
-from controlplane.api import errors
+from controlplane.api import errors, uploads, workflows
 from controlplane.api.auth import require
 from controlplane.context import ControlPlane
 from controlplane.lineage import build_lineage
@@ -106,6 +106,9 @@ def create_app(cp: ControlPlane) -> FastAPI:
     )
     app.state.cp = cp
     errors.install(app)
+    # What a remote CLI needs beyond the routes below: uploads, and work done on them.
+    app.include_router(uploads.router)
+    app.include_router(workflows.router)
 
     @app.exception_handler(_HTTPException)
     async def http_error(_: Request, exc: _HTTPException) -> JSONResponse:

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from controlplane import errors as cp
-from controlplane.tokens import InvalidRole
+from controlplane.tokens import InvalidRole, TokenNotFound
 from features.errors import (
     DataQualityFailed,
     DefinitionConflict,
@@ -35,7 +35,9 @@ STATUS: list[tuple[type[Exception], int]] = [
     (reg.InvalidRegistration, 422),
     (reg.InvalidModel, 422),
     (cp.InvalidPolicy, 422),
+    (cp.InvalidUpload, 422),
     (InvalidRole, 422),
+    (TokenNotFound, 404),
     (InvalidDataset, 422),
     (cp.InvalidTransition, 409),
     (cp.ConcurrentChange, 409),

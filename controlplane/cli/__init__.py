@@ -5,10 +5,12 @@ Exit codes: 0 ok, 1 refused by policy, 2 bad usage or input, 3 internal error.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,19 +19,42 @@ from controlplane.cli.errors import BAD_INPUT, OK, report
 
 if TYPE_CHECKING:
     from controlplane.context import ControlPlane
+    from controlplane.service.base import ControlService
     from controlplane.settings import Settings
 
 
 class Env:
-    """What commands share: settings (validated at start-up) and the control plane (lazy)."""
+    """What commands share: settings (validated at start-up), the service every command
+    calls (lazy), and for the few commands that work on the stores themselves, the control
+    plane.
+
+    With ``MLCP_API_URL`` and ``MLCP_TOKEN`` the service is the control API (`RemoteService`);
+    otherwise it runs here on the stores (`LocalService`). Commands only parse and print.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._cp: ControlPlane | None = None
+        self._service: ControlService | None = None
+
+    @property
+    def service(self) -> ControlService:
+        if self._service is None:
+            if self.settings.remote:
+                from controlplane.service.remote import RemoteService
+
+                self._service = RemoteService.from_settings(self.settings)
+            else:
+                from controlplane.service.local import LocalService
+
+                self._service = LocalService(self.cp, self.settings.actor)
+        return self._service
 
     @property
     def cp(self) -> ControlPlane:
+        """The stores themselves: refused in remote mode (`LocalOnly`, naming the command)."""
         if self._cp is None:
+            self.require_local()
             from controlplane.cli.output import progress
             from controlplane.context import ControlPlane
 
@@ -38,12 +63,34 @@ class Env:
                 progress("created the control-plane schema (first use of this database)")
         return self._cp
 
+    def require_local(self) -> None:
+        """Refuse, naming the command, when it would reach past the API to the stores."""
+        if self.settings.remote:
+            from controlplane.errors import LocalOnly
+
+            raise LocalOnly(click.get_current_context().command_path)
+
     def close(self) -> None:
+        close = getattr(self._service, "close", None)
+        if close is not None:
+            close()
         if self._cp is not None:
             self._cp.close()
 
 
 pass_env = click.make_pass_decorator(Env)
+
+
+def local_only(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`pass_env` for a command that works on the stores themselves (serve, db, demo...): in
+    remote mode it is refused (exit 2) before it imports or touches anything."""
+
+    @functools.wraps(command)
+    def checked(env: Env, *args: Any, **kwargs: Any) -> Any:
+        env.require_local()
+        return command(env, *args, **kwargs)
+
+    return pass_env(checked)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

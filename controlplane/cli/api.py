@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from controlplane.cli import Env, pass_env
+from controlplane.cli import Env, local_only, pass_env
 from controlplane.cli.output import emit_json, progress
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-@pass_env
+@local_only
 def api(env: Env, host: str, port: int) -> None:
     """Serve the control-plane REST API (OpenAPI at /docs and /openapi.json)."""
     import uvicorn
@@ -36,12 +36,12 @@ def tokens() -> None:
 @pass_env
 def create(env: Env, name: str, role: str, as_json: bool) -> None:
     """Create a token for NAME; it is printed once and only its hash is kept."""
-    token_id, token = env.cp.tokens.create(name, role, env.settings.actor)
+    created = env.service.create_token(name, role)
     if as_json:
-        emit_json({"id": token_id, "name": name, "role": role, "token": token})
+        emit_json(created)
     else:
-        progress(f"token {token_id} ({role}) for {name}; store it now, it is not shown again")
-        click.echo(token)
+        progress(f"token {created['id']} ({role}) for {name}; store it now, it is not shown again")
+        click.echo(created["token"])
 
 
 @tokens.command()
@@ -49,6 +49,5 @@ def create(env: Env, name: str, role: str, as_json: bool) -> None:
 @pass_env
 def revoke(env: Env, token_id: int) -> None:
     """Revoke token TOKEN_ID."""
-    if not env.cp.tokens.revoke(token_id, env.settings.actor):
-        raise click.BadParameter(f"no active token {token_id}", param_hint="TOKEN_ID")
+    env.service.revoke_token(token_id)
     click.echo(f"token {token_id} revoked")

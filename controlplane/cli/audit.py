@@ -22,12 +22,9 @@ def audit() -> None:
 @pass_env
 def list_(env: Env, subject: str | None, action: str | None, limit: int, as_json: bool) -> None:
     """List audit rows, newest first."""
-    from controlplane import audit as log
-
-    with env.cp.sessions() as session:
-        rows = log.entries(session, subject=subject, action=action, limit=limit)
+    rows = env.service.audit(subject=subject, action=action, limit=limit)
     if as_json:
-        emit_json([r.to_dict() for r in rows])
+        emit_json(rows)
         return
     if not rows:
         click.echo("the audit log is empty")
@@ -35,13 +32,13 @@ def list_(env: Env, subject: str | None, action: str | None, limit: int, as_json
     table(
         [
             {
-                "seq": r.seq,
-                "time": when(r.ts),
-                "actor": r.actor,
-                "action": r.action,
-                "subject": r.subject,
-                "reason": r.reason,
-                "hash": short(r.hash),
+                "seq": r["seq"],
+                "time": when(r["ts"]),
+                "actor": r["actor"],
+                "action": r["action"],
+                "subject": r["subject"],
+                "reason": r["reason"],
+                "hash": short(r["hash"]),
             }
             for r in rows
         ],
@@ -54,15 +51,12 @@ def list_(env: Env, subject: str | None, action: str | None, limit: int, as_json
 @pass_env
 def verify(env: Env, as_json: bool) -> None:
     """Recompute the hash chain; exit 1 naming the first bad row if anything was tampered with."""
-    from controlplane import audit as log
-
-    with env.cp.sessions() as session:
-        result = log.verify(session)
+    result = env.service.verify_audit()
     if as_json:
-        emit_json(result.to_dict())
-        if not result.ok:
+        emit_json(result)
+        if not result["ok"]:
             raise click.exceptions.Exit(1)
         return
-    if not result.ok:
-        raise Refused(f"audit chain broken at row {result.bad_seq}: {result.problem}")
-    click.echo(f"ok: {result.rows} rows verified; head {result.head_hash}")
+    if not result["ok"]:
+        raise Refused(f"audit chain broken at row {result['bad_seq']}: {result['problem']}")
+    click.echo(f"ok: {result['rows']} rows verified; head {result['head_hash']}")

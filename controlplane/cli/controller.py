@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from controlplane.cli import Env, pass_env
+from controlplane.cli import Env, local_only
 from controlplane.cli.output import progress
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
@@ -51,7 +51,7 @@ def controller() -> None:
               help="serve Prometheus metrics on this port (127.0.0.1)")  # fmt: skip
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON line per event on stdout")
-@pass_env
+@local_only
 def run(
     env: Env,
     interval: float,

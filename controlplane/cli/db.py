@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from controlplane.cli import Env, pass_env
+from controlplane.cli import Env, local_only
 from controlplane.cli.output import emit_json, progress
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def _engine(env: Env) -> Engine:
 
 @db.command()
 @click.argument("revision", default="head")
-@pass_env
+@local_only
 def upgrade(env: Env, revision: str) -> None:
     """Upgrade the schema to REVISION (default: head)."""
     from controlplane.db import migrate
@@ -45,7 +45,7 @@ def upgrade(env: Env, revision: str) -> None:
 
 @db.command()
 @click.argument("revision")
-@pass_env
+@local_only
 def downgrade(env: Env, revision: str) -> None:
     """Downgrade the schema to REVISION ('base' drops every mlcp table)."""
     from controlplane.db import migrate
@@ -60,7 +60,7 @@ def downgrade(env: Env, revision: str) -> None:
 
 @db.command()
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-@pass_env
+@local_only
 def current(env: Env, as_json: bool) -> None:
     """Show the schema's revision and the code's head revision."""
     from controlplane.db import migrate

@@ -17,9 +17,7 @@ from controlplane.cli.output import emit_json, table
 def deployments(env: Env, name: str | None, as_json: bool) -> None:
     """Live versions of every model (or NAME): weights, states, since when, the latest
     analysis, the rollback fallback, and which replicas serve which revision."""
-    from controlplane.deployments import deployments as read
-
-    found = read(env.cp, name)
+    found = env.service.deployments(name)
     if as_json:
         emit_json(found)
         return

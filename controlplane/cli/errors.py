@@ -1,9 +1,11 @@
 """The one place that maps exceptions to exit codes and one line on stderr.
 
 0  ok
-1  refused by policy (a gate, a verification that failed)
-2  bad usage or input: a bad setting, reference, file or unreachable store
+1  refused by policy (a gate, a lost promotion race, a verification that failed)
+2  bad usage or input: a bad setting, reference or file
 3  an internal error (a bug): set MLCP_DEBUG=1 for the traceback
+4  unavailable, retry later: a store or the control API could not be reached (after retries)
+5  denied: the API token is missing, unknown or revoked, or its role may not do this
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ import traceback
 
 import click
 
-OK, REFUSED, BAD_INPUT, INTERNAL = 0, 1, 2, 3
+OK, REFUSED, BAD_INPUT, INTERNAL, UNAVAILABLE, DENIED = 0, 1, 2, 3, 4, 5
+
+
+_ROOTS = (
+    "registry.errors.RegistryError",
+    "features.errors.FeatureStoreError",
+    "serving.errors.ServingError",
+)
+_UNAVAILABLE = ("registry.errors.RegistryUnavailable", "features.errors.OnlineStoreUnavailable")
 
 
 class Refused(click.ClickException):
@@ -25,7 +35,7 @@ class Refused(click.ClickException):
 
 def report(exc: BaseException) -> int:
     """Print ``exc`` as one line on stderr and return its exit code."""
-    from controlplane.errors import ConcurrentChange, ControlPlaneError
+    from controlplane import errors as cp
 
     if isinstance(exc, click.UsageError):
         where = exc.ctx.command_path if exc.ctx is not None else "mlcp"
@@ -34,34 +44,43 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, click.ClickException):
         _line(exc.format_message())
         return exc.exit_code
-    if isinstance(exc, ConcurrentChange):
-        _line(str(exc))
-        return REFUSED
-    if isinstance(exc, (ControlPlaneError, *_domain_roots())):
-        _line(str(exc))
-        return BAD_INPUT
+    unavailable = (cp.DatabaseUnavailable, cp.ApiUnavailable, *_loaded(*_UNAVAILABLE))
+    table: tuple[tuple[tuple[type[BaseException], ...], int], ...] = (
+        ((cp.ConcurrentChange, cp.ApiRefused), REFUSED),
+        (unavailable, UNAVAILABLE),
+        ((cp.ApiDenied,), DENIED),
+        ((cp.ApiFailed,), INTERNAL),
+        ((cp.ControlPlaneError, *_loaded(*_ROOTS)), BAD_INPUT),
+    )
+    for kinds, code in table:
+        if isinstance(exc, kinds):
+            _line(str(exc))
+            # A step that failed because a store was unreachable (a registration that could
+            # not reach MLflow, undone) is worth retrying too.
+            return UNAVAILABLE if isinstance(exc.__cause__, unavailable) else code
     if _is_database_outage(exc):
         why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        _line(f"the control-plane database failed mid-command: {why}; check MLCP_DATABASE_URL")
-        return BAD_INPUT
+        _line(
+            f"the control-plane database failed mid-command: {why}; retry later, or check "
+            "MLCP_DATABASE_URL"
+        )
+        return UNAVAILABLE
     if os.environ.get("MLCP_DEBUG"):
         traceback.print_exception(exc)
     _line(f"internal error: {type(exc).__name__}: {exc} (set MLCP_DEBUG=1 for the traceback)")
     return INTERNAL
 
 
-def _domain_roots() -> tuple[type[BaseException], ...]:
-    """The other packages' roots, only when already imported: the CLI never imports them to fail."""
-    roots: list[type[BaseException]] = []
-    for module, name in (
-        ("registry.errors", "RegistryError"),
-        ("features.errors", "FeatureStoreError"),
-        ("serving.errors", "ServingError"),
-    ):
+def _loaded(*names: str) -> tuple[type[BaseException], ...]:
+    """Exception classes ("module.Name") of modules already imported: the CLI never imports a
+    package just to recognise its errors (a command that never loaded it can't raise them)."""
+    found: list[type[BaseException]] = []
+    for name in names:
+        module, _, attr = name.rpartition(".")
         mod = sys.modules.get(module)
         if mod is not None:
-            roots.append(getattr(mod, name))
-    return tuple(roots)
+            found.append(getattr(mod, attr))
+    return tuple(found)
 
 
 def _is_database_outage(exc: BaseException) -> bool:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import click
 
 from controlplane.cli import Env, pass_env
 from controlplane.cli.output import emit_json, progress, short, table
-
-if TYPE_CHECKING:
-    from registry.evaluation import Evaluation, Task
+from controlplane.service.base import EvaluateFiles
 
 
 @click.command()
@@ -54,34 +51,25 @@ def evaluate(
 ) -> None:
     """Evaluate REF (NAME@VERSION or NAME@ALIAS) on labelled data, and the model's champion on
     the same rows; the metrics are logged to MLflow and kept for promotion gates."""
-    columns = _columns(features)
-    if feature_service is not None:
-        data, service_features = _from_feast(env, feature_service, data, label)
-        columns = columns or service_features
-    candidate, champion = env.cp.evaluations.evaluate(
-        ref,
-        data,
-        label,
-        cast("Task", task),
-        feature_columns=columns,
+    result = env.service.evaluate(
+        EvaluateFiles(ref, data, label, task, _columns(features), feature_service),
         progress=progress,
     )
     if as_json:
-        emit_json({"candidate": _to_dict(candidate), "champion": _to_dict(champion)})
+        emit_json(result)
         return
-    cand = f"{candidate.name}@{candidate.version}"
+    candidate, champion = result["candidate"], result["champion"]
+    cand = candidate["ref"]
     click.echo(
-        f"dataset    sha256 {short(candidate.dataset_fingerprint)}, "
-        f"{candidate.dataset_rows} rows  {candidate.dataset_source}"
+        f"dataset    sha256 {short(candidate['dataset_fingerprint'])}, "
+        f"{candidate['dataset_rows']} rows  {candidate['dataset_source']}"
     )
-    click.echo(f"task       {candidate.task}, label {candidate.label_column}")
-    click.echo(f"candidate  {cand}  (MLflow run {candidate.mlflow_run_id})")
+    click.echo(f"task       {candidate['task']}, label {candidate['label_column']}")
+    click.echo(f"candidate  {cand}  (MLflow run {candidate['mlflow_run_id']})")
     if champion is None:
-        click.echo(f"champion   - ({candidate.name} has none, or it is {cand})")
+        click.echo(f"champion   - ({candidate['name']} has none, or it is {cand})")
     else:
-        click.echo(
-            f"champion   {champion.name}@{champion.version}  (MLflow run {champion.mlflow_run_id})"
-        )
+        click.echo(f"champion   {champion['ref']}  (MLflow run {champion['mlflow_run_id']})")
     click.echo()
     table(*_metrics_table(candidate, champion))
 
@@ -96,16 +84,16 @@ def _columns(features: str | None) -> list[str] | None:
 
 
 def _metrics_table(
-    candidate: Evaluation, champion: Evaluation | None
+    candidate: dict[str, Any], champion: dict[str, Any] | None
 ) -> tuple[list[dict[str, Any]], list[str]]:
+    mine_all = candidate["metrics"]
     if champion is None:
-        rows = [
-            {"metric": k, "candidate": _number(v)} for k, v in sorted(candidate.metrics.items())
-        ]
+        rows = [{"metric": k, "candidate": _number(v)} for k, v in sorted(mine_all.items())]
         return rows, ["metric", "candidate"]
     rows = []
-    for key in sorted({*candidate.metrics, *champion.metrics}):
-        mine, theirs = candidate.metrics.get(key), champion.metrics.get(key)
+    theirs_all = champion["metrics"]
+    for key in sorted({*mine_all, *theirs_all}):
+        mine, theirs = mine_all.get(key), theirs_all.get(key)
         delta = None if mine is None or theirs is None else mine - theirs
         rows.append(
             {
@@ -120,26 +108,3 @@ def _metrics_table(
 
 def _number(value: float | None, sign: str = "") -> str | None:
     return None if value is None else f"{value:{sign}.4f}"
-
-
-def _to_dict(evaluation: Evaluation | None) -> dict[str, Any] | None:
-    if evaluation is None:
-        return None
-    return {**asdict(evaluation), "ref": f"{evaluation.name}@{evaluation.version}"}
-
-
-def _from_feast(env: Env, service: str, entities: Path, label: str) -> tuple[Path, list[str]]:
-    """The evaluation rows as Feast served them at each entity row's time, kept as a file
-    (named by its fingerprint) so the data-quality gate can read the same rows later."""
-    from features import read_dataset
-
-    progress(f"joining {service} onto {entities} (point in time)")
-    ts = env.cp.features.training_set(service, read_dataset(entities), labels=(label,))
-    out = (
-        env.settings.home
-        / "evaluations"
-        / f"{service.replace('@', '-v')}-{ts.fingerprint.sha256[:16]}.parquet"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ts.frame.to_parquet(out, index=False)
-    return out, list(ts.features)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from controlplane.cli import Env, pass_env
+from controlplane.cli import Env, local_only, pass_env
 from controlplane.cli.errors import REFUSED
 from controlplane.cli.output import emit_json, progress, table
 
@@ -27,11 +27,12 @@ def features() -> None:
     "--file", "path", type=_FILE, required=True, help="a Python file defining DEFINITIONS"
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-@pass_env
+@local_only
 def apply(env: Env, path: Path, as_json: bool) -> None:
     """Register the definitions in --file; a changed schema needs a new version."""
+    managed = env.cp.features
     progress(f"applying {path} to Feast project {env.settings.feast_project}")
-    report = env.cp.features.apply(path, env.settings.actor)
+    report = managed.apply(path, env.settings.actor)
     out = {"created": report.created, "updated": report.updated, "unchanged": report.unchanged}
     if as_json:
         emit_json(out)
@@ -46,24 +47,18 @@ def apply(env: Env, path: Path, as_json: bool) -> None:
 @pass_env
 def list_(env: Env, as_json: bool) -> None:
     """List feature views and services, every version."""
-    repo = env.cp.features.repo
-    views, services = repo.views(), repo.services()
+    found = env.service.features()
     if as_json:
-        emit_json(
-            {
-                "views": [_view(v) for v in views],
-                "services": [_service(s) for s in services],
-            }
-        )
+        emit_json(found)
         return
     rows: list[dict[str, Any]] = [
-        {"kind": "view", "ref": str(v.ref), "features": ", ".join(f.name for f in v.fields),
-         "freshness_s": v.freshness_s}
-        for v in views
+        {"kind": "view", "ref": v["ref"], "freshness_s": v["freshness_s"],
+         "features": ", ".join(f.partition(":")[0] for f in v["fields"])}  # fields: "name:dtype"
+        for v in found["views"]
     ] + [
-        {"kind": "service", "ref": str(s.ref), "features": ", ".join(s.features),
-         "freshness_s": s.freshness_s}
-        for s in services
+        {"kind": "service", "ref": s["ref"], "features": ", ".join(s["features"]),
+         "freshness_s": s["freshness_s"]}
+        for s in found["services"]
     ]  # fmt: skip
     if not rows:
         click.echo("no features yet; register some with `mlcp features apply --file features.py`")
@@ -77,14 +72,7 @@ def list_(env: Env, as_json: bool) -> None:
 @pass_env
 def show(env: Env, ref: str, as_json: bool) -> None:
     """Show a feature service (or, failing that, a view) version, with its materializations."""
-    from features import FeatureNotFound, VersionedRef
-
-    repo, parsed = env.cp.features.repo, VersionedRef.parse(ref)
-    try:
-        info: dict[str, Any] = _service(repo.service(parsed))
-    except FeatureNotFound:
-        info = _view(repo.view(parsed))
-        info["materializations"] = env.cp.features.history(ref)
+    info = env.service.feature(ref)
     if as_json:
         emit_json(info)
         return
@@ -102,7 +90,7 @@ def show(env: Env, ref: str, as_json: bool) -> None:
 @click.option("--start", type=click.DateTime(), help="window start (UTC); default 1970-01-01")
 @click.option("--end", type=click.DateTime(), help="window end (UTC); default now")
 @click.option("--json", "as_json", is_flag=True, help="print the data-quality report as JSON")
-@pass_env
+@local_only
 def materialize(
     env: Env, view: str, start: datetime | None, end: datetime | None, as_json: bool
 ) -> None:
@@ -142,7 +130,7 @@ def materialize(
 @click.option("--label", "labels", multiple=True, help="label column(s), kept out of drift stats")
 @click.option("--out", type=_FILE, required=True, help="where to write the training set (parquet)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-@pass_env
+@local_only
 def training_set(
     env: Env, service: str, entities: Path, labels: tuple[str, ...], out: Path, as_json: bool
 ) -> None:
@@ -171,27 +159,3 @@ def _report(report: Mapping[str, Any]) -> None:
               "unexpected": p.get("unexpected_count")} for p, r in problems],
             ["result", "expectation", "column", "unexpected"],
         )  # fmt: skip
-
-
-def _view(v: Any) -> dict[str, Any]:
-    return {
-        "ref": str(v.ref),
-        "entity": v.entity,
-        "join_key": v.join_key,
-        "fields": [f"{f.name}:{f.dtype}{'' if f.nullable else ' not null'}" for f in v.fields],
-        "freshness_s": v.freshness_s,
-        "ttl_s": v.ttl_s,
-        "source": v.source,
-        "schema_sha256": v.schema_sha256,
-    }
-
-
-def _service(s: Any) -> dict[str, Any]:
-    return {
-        "ref": str(s.ref),
-        "features": list(s.features),
-        "views": [str(v) for v in s.views],
-        "join_keys": list(s.join_keys),
-        "freshness_s": s.freshness_s,
-        "schema_sha256": s.schema_sha256,
-    }

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from controlplane.cli import Env, pass_env
+from controlplane.cli import Env, local_only, pass_env
 from controlplane.cli.output import emit_json, progress, short, table, when
-
-if TYPE_CHECKING:
-    from registry import ModelVersion
+from controlplane.service.base import RegisterFiles
 
 
 @click.group()
@@ -25,9 +23,9 @@ def models() -> None:
 @pass_env
 def list_(env: Env, name: str | None, as_json: bool) -> None:
     """List registered model versions."""
-    versions = env.cp.registry.versions(name)
+    versions = env.service.versions(name)
     if as_json:
-        emit_json([v.to_dict() for v in versions])
+        emit_json(versions)
         return
     if not versions:
         click.echo("no models registered yet; register one with `mlcp models register`")
@@ -35,13 +33,13 @@ def list_(env: Env, name: str | None, as_json: bool) -> None:
     table(
         [
             {
-                "model": v.name,
-                "version": v.version,
-                "state": v.state,
-                "feature_service": v.feature_service,
-                "dataset": short(v.training_data.fingerprint) if v.training_data else None,
-                "registered_by": v.registered_by,
-                "registered_at": when(v.registered_at),
+                "model": v["name"],
+                "version": v["version"],
+                "state": v["state"],
+                "feature_service": v["feature_service"],
+                "dataset": short(v["training_data"]["fingerprint"]) if v["training_data"] else None,
+                "registered_by": v["registered_by"],
+                "registered_at": when(v["registered_at"]),
             }
             for v in versions
         ],
@@ -63,32 +61,32 @@ def list_(env: Env, name: str | None, as_json: bool) -> None:
 @pass_env
 def show(env: Env, ref: str, as_json: bool) -> None:
     """Show one version: REF is NAME@VERSION (churn@3) or NAME@ALIAS (churn@champion)."""
-    version = env.cp.registry.get(ref)
+    version = env.service.version(ref)
     if as_json:
-        emit_json(version.to_dict())
+        emit_json(version)
         return
     for key, value in _describe(version):
         click.echo(f"{key:<18}{value}")
 
 
-def _describe(v: ModelVersion) -> list[tuple[str, Any]]:
-    td = v.training_data
+def _describe(v: dict[str, Any]) -> list[tuple[str, Any]]:
+    td = v["training_data"]
     return [
-        ("ref", v.ref),
-        ("state", v.state),
-        ("model_uri", v.model_uri),
-        ("logged_model", v.source_uri),
-        ("format", v.model_format),
-        ("artifact_sha256", v.artifact_sha256),
-        ("run_id", v.run_id),
-        ("feature_service", v.feature_service or "-"),
-        ("dataset", f"{td.fingerprint} ({td.rows} rows)" if td else "-"),
-        ("code_version", v.code_version or "-"),
-        ("params", ", ".join(f"{k}={x}" for k, x in sorted(v.params.items())) or "-"),
-        ("metrics", ", ".join(f"{k}={x:.6g}" for k, x in sorted(v.metrics.items())) or "-"),
-        ("registered_by", v.registered_by),
-        ("registered_at", when(v.registered_at)),
-        ("idempotency_key", v.idempotency_key or "-"),
+        ("ref", v["ref"]),
+        ("state", v["state"]),
+        ("model_uri", v["model_uri"]),
+        ("logged_model", v["source_uri"]),
+        ("format", v["model_format"]),
+        ("artifact_sha256", v["artifact_sha256"]),
+        ("run_id", v["run_id"]),
+        ("feature_service", v["feature_service"] or "-"),
+        ("dataset", f"{td['fingerprint']} ({td['rows']} rows)" if td else "-"),
+        ("code_version", v["code_version"] or "-"),
+        ("params", ", ".join(f"{k}={x}" for k, x in sorted(v["params"].items())) or "-"),
+        ("metrics", ", ".join(f"{k}={x:.6g}" for k, x in sorted(v["metrics"].items())) or "-"),
+        ("registered_by", v["registered_by"]),
+        ("registered_at", when(v["registered_at"])),
+        ("idempotency_key", v["idempotency_key"] or "-"),
     ]
 
 
@@ -167,53 +165,31 @@ def register(
     as_json: bool,
 ) -> None:
     """Register a PyTorch model as a new version of NAME, with its lineage."""
-    from features import fingerprint_frame, read_dataset, reference_statistics
-    from registry import RegistrationRequest, TrainingData, validate_model_name
     from registry.code_version import detect_code_version
-    from registry.model_files import load_input_example, load_model_file
 
-    validate_model_name(name)
-    param_map, metric_map = _pairs(params, "param"), _metrics(metrics)
-    if feature_service is not None:
-        from features import VersionedRef
-
-        progress(f"checking that {feature_service} is registered in Feast")
-        env.cp.features.repo.service(VersionedRef.parse(feature_service))
-    progress(f"loading {model_path}")
-    model = load_model_file(model_path)
-    example = load_input_example(input_example)
-    data = None
-    stats = None
-    if training_data is not None:
-        progress(f"fingerprinting {training_data}")
-        frame = read_dataset(training_data)
-        fp = fingerprint_frame(frame)
-        # Absolute, so gates can read the rows back from any working directory.
-        source = str(training_data.resolve())
-        data = TrainingData(fingerprint=fp.sha256, rows=fp.rows, source=source, columns=fp.columns)
-        stats = reference_statistics(frame, exclude=(label,) if label else ())
-    version = env.cp.registry.register(
-        RegistrationRequest(
+    version = env.service.register(
+        RegisterFiles(
             name=name,
-            model=model,
-            input_example=example,
-            params=param_map,
-            metrics=metric_map,
+            model=model_path,
+            input_example=input_example,
+            training_data=training_data,
+            label=label,
             feature_service=feature_service,
-            training_data=data,
+            params=_pairs(params, "param"),
+            metrics=_metrics(metrics),
             code_version=code_version or detect_code_version(),
-            registered_by=env.settings.actor,
             idempotency_key=idempotency_key,
             description=description,
             model_format=model_format,
-            reference_stats=stats,
         ),
         progress=progress,
     )
     if as_json:
-        emit_json(version.to_dict())
+        emit_json(version)
     else:
-        click.echo(f"{version.ref}  {version.model_uri}  sha256 {short(version.artifact_sha256)}")
+        click.echo(
+            f"{version['ref']}  {version['model_uri']}  sha256 {short(version['artifact_sha256'])}"
+        )
 
 
 @models.command()
@@ -227,7 +203,7 @@ def register(
     "(another host); those whose process is gone are recovered at once",
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-@pass_env
+@local_only
 def recover(env: Env, older_than: int, as_json: bool) -> None:
     """Undo registrations that a killed process left half-done (MLflow objects, their
     artifacts and intent rows)."""

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from controlplane.jsonable import json_default
+
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True, default=_default))
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=json_default))
 
 
 def progress(message: str) -> None:
@@ -31,7 +33,12 @@ def short(digest: str | None, n: int = 12) -> str:
     return digest[:n] if digest else "-"
 
 
-def when(ts: datetime) -> str:
+def when(ts: datetime | str) -> str:
+    """A UTC timestamp (or its ISO form, as results carry it) to the second."""
+    if isinstance(ts, str):
+        ts = datetime.fromisoformat(ts)
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC)
     return ts.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
@@ -40,12 +47,4 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, datetime):
         return when(value)
-    return str(value)
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple | set):
-        return list(value)
     return str(value)

@@ -29,11 +29,11 @@ def set_(env: Env, name: str, path: Path, as_json: bool) -> None:
         text = path.read_text()
     except OSError as exc:
         raise InvalidPolicy(str(path), "", f"cannot read it: {exc.strerror}") from exc
-    stored = env.cp.policies.set(name, Policy.from_yaml(text, source=str(path)), env.settings.actor)
+    stored = env.service.set_policy(name, Policy.from_yaml(text, source=str(path)))
     if as_json:
-        emit_json(stored.to_dict())
+        emit_json(stored)
     else:
-        click.echo(f"{name}: policy revision {stored.revision} (sha256 {stored.sha256[:12]})")
+        click.echo(f"{name}: policy revision {stored['revision']} (sha256 {stored['sha256'][:12]})")
 
 
 @policy.command()
@@ -44,11 +44,12 @@ def show(env: Env, name: str, as_json: bool) -> None:
     """Show NAME's current policy."""
     import yaml
 
-    stored = env.cp.policies.current(name)
+    stored = env.service.policy(name)
     if as_json:
-        emit_json(stored.to_dict())
+        emit_json(stored)
         return
     click.echo(
-        f"# {name}: revision {stored.revision}, sha256 {stored.sha256}, by {stored.created_by}"
+        f"# {name}: revision {stored['revision']}, sha256 {stored['sha256']}, "
+        f"by {stored['created_by']}"
     )
-    click.echo(yaml.safe_dump(stored.policy.body(), sort_keys=False).rstrip())
+    click.echo(yaml.safe_dump(stored["policy"], sort_keys=False).rstrip())

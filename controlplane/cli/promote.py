@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from controlplane.cli import Env, pass_env
 from controlplane.cli.errors import REFUSED
 from controlplane.cli.output import emit_json, progress, table
-
-if TYPE_CHECKING:
-    from controlplane.promotion import PromotionResult
+from controlplane.service.base import ACCEPTED
 
 
 @click.command()
@@ -39,12 +37,8 @@ if TYPE_CHECKING:
 def promote(env: Env, ref: str, target: str, canary_percent: int | None, as_json: bool) -> None:
     """Run REF's gates and promote it. Exit 0 promoted (or awaiting approval), 1 refused."""
     progress(f"running the gates of {ref}")
-    result = env.cp.promotions.promote(
-        ref,
-        env.settings.actor,
-        canary_percent=canary_percent or None,
-        canary=canary_percent is not None,
-    )
+    # --canary alone (0): the policy's first canary step.
+    result = env.service.promote(ref, canary_percent or None, canary=canary_percent is not None)
     _finish(result, as_json)
 
 
@@ -55,7 +49,7 @@ def promote(env: Env, ref: str, target: str, canary_percent: int | None, as_json
 @pass_env
 def approve(env: Env, ref: str, reason: str | None, as_json: bool) -> None:
     """Approve REF, whose gates passed under a policy that requires a person."""
-    _finish(env.cp.promotions.approve(ref, env.settings.actor, reason), as_json)
+    _finish(env.service.approve(ref, reason), as_json)
 
 
 @click.command()
@@ -65,11 +59,11 @@ def approve(env: Env, ref: str, reason: str | None, as_json: bool) -> None:
 @pass_env
 def reject(env: Env, ref: str, reason: str, as_json: bool) -> None:
     """Reject REF, which was awaiting approval."""
-    version = env.cp.promotions.reject(ref, env.settings.actor, reason)
+    result = env.service.reject(ref, reason)
     if as_json:
-        emit_json({"ref": version.ref, "state": version.state, "reason": reason})
+        emit_json(result)
     else:
-        click.echo(f"{version.ref} rejected: {reason}")
+        click.echo(f"{result['ref']} rejected: {reason}")
 
 
 @click.command()
@@ -78,7 +72,7 @@ def reject(env: Env, ref: str, reason: str, as_json: bool) -> None:
 @pass_env
 def gates(env: Env, ref: str, as_json: bool) -> None:
     """Show every gate run recorded for REF, newest first."""
-    runs = env.cp.promotions.gate_runs(ref)
+    runs = env.service.gate_runs(ref)
     if as_json:
         emit_json(runs)
         return
@@ -92,20 +86,20 @@ def gates(env: Env, ref: str, as_json: bool) -> None:
         _gate_table(run["results"])
 
 
-def gate_report(result: PromotionResult) -> None:
-    """The gate table and the outcome line, as people read them."""
-    _gate_table([r.to_dict() for r in result.report.results])
-    click.echo(f"{result.ref}: {result.outcome} ({result.reason})")
+def gate_report(result: dict[str, Any]) -> None:
+    """The gate table and the outcome line of a promotion result, as people read them."""
+    _gate_table(result["gates"])
+    click.echo(f"{result['ref']}: {result['outcome']} ({result['reason']})")
 
 
-def _finish(result: PromotionResult, as_json: bool) -> None:
+def _finish(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result)
     else:
         gate_report(result)
-    if not result.accepted:
+    if result["outcome"] not in ACCEPTED:
         if not as_json:
-            click.echo(f"mlcp: {result.ref} {result.outcome}: {result.reason}", err=True)
+            click.echo(f"mlcp: {result['ref']} {result['outcome']}: {result['reason']}", err=True)
         raise click.exceptions.Exit(REFUSED)
 
 

@@ -3,15 +3,12 @@ between versions that already passed their gates (no gate runs again)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import click
 
 from controlplane.cli import Env, pass_env
 from controlplane.cli.output import emit_json
-
-if TYPE_CHECKING:
-    from controlplane.rollout import RolloutResult
 
 
 @click.command()
@@ -25,8 +22,7 @@ if TYPE_CHECKING:
 def rollback(env: Env, name: str, to: int | None, reason: str, as_json: bool) -> None:
     """Roll NAME back: remove its canary, or hand production back to the previous good
     version (or --to VERSION). Audited as a rollback; replicas follow within their poll."""
-    result = env.cp.rollouts.rollback(name, actor=env.settings.actor, reason=reason, to=to)
-    _print(result, as_json)
+    _print(env.service.rollback(name, reason, to), as_json)
 
 
 @click.group()
@@ -41,16 +37,7 @@ def _canary_command(action: str, help_text: str) -> click.Command:
     @click.option("--json", "as_json", is_flag=True, help="print JSON")
     @pass_env
     def command(env: Env, name: str, reason: str | None, as_json: bool) -> None:
-        actor = env.settings.actor
-        why = reason or f"{action}d by {actor}"
-        rollouts = env.cp.rollouts
-        if action == "abort":
-            result = rollouts.abort(name, actor=actor, reason=why)
-        elif action == "pause":
-            result = rollouts.pause(name, actor=actor, reason=why)
-        else:
-            result = rollouts.resume(name, actor=actor, reason=why)
-        _print(result, as_json)
+        _print(env.service.canary(name, action, reason), as_json)
 
     return command
 
@@ -63,13 +50,13 @@ for _action, _help in (
     canary.add_command(_canary_command(_action, _help))
 
 
-def _print(result: RolloutResult, as_json: bool) -> None:
+def _print(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result)
         return
-    before, after = result.before, result.after
+    before, after = result["before"], result["after"]
     click.echo(
-        f"{result.name}: {result.action}: champion {before.get('champion')} -> "
+        f"{result['name']}: {result['action']}: champion {before.get('champion')} -> "
         f"{after.get('champion')}, challenger {before.get('challenger')} -> "
-        f"{after.get('challenger')} (revision {result.revision}): {result.reason}"
+        f"{after.get('challenger')} (revision {result['revision']}): {result['reason']}"
     )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from controlplane.cli import Env, pass_env
+from controlplane.cli import Env, local_only
 from controlplane.cli.output import progress
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class LazyLookup:
     help="statement timeout of this replica's control-plane database accesses "
     "(MLCP_DB_STATEMENT_TIMEOUT_S wins when set)",
 )
-@pass_env
+@local_only
 def serve(
     env: Env,
     host: str,

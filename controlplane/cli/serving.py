@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -25,10 +24,7 @@ def serving() -> None:
 @pass_env
 def windows(env: Env, ref: str, limit: int, as_json: bool) -> None:
     """The latest report windows of NAME (every version) or NAME@VERSION, newest first."""
-    from controlplane.serving.windows import serving_windows
-
-    name, version = _parse(env, ref)
-    found = serving_windows(env.cp.sessions, name, version, limit)
+    found = env.service.windows(ref, limit)
     if as_json:
         emit_json(found)
         return
@@ -38,22 +34,11 @@ def windows(env: Env, ref: str, limit: int, as_json: bool) -> None:
     table([_summary(w) for w in found], list(_summary(found[0])))
 
 
-def _parse(env: Env, ref: str) -> tuple[str, int | None]:
-    from registry.refs import ModelRef, validate_model_name
-
-    if "@" not in ref:
-        return validate_model_name(ref), None
-    parsed = ModelRef.parse(ref)
-    if parsed.version is not None:
-        return parsed.name, parsed.version
-    return parsed.name, env.cp.registry.get(parsed).version  # an alias: champion, challenger
-
-
 def _summary(window: dict[str, Any]) -> dict[str, Any]:
     answered = window["requests"] - window["rejected"]
     mean_ms = 1000 * window["latency_sum_s"] / answered if answered else None
     return {
-        "ended_at": _utc(window["ended_at"]),
+        "ended_at": when(window["ended_at"]),
         "replica": window["replica"],
         "version": window["version"],
         "role": window["role"],
@@ -62,8 +47,3 @@ def _summary(window: dict[str, Any]) -> dict[str, Any]:
         "rejected": window["rejected"],
         "mean_ms": f"{mean_ms:.2f}" if mean_ms is not None else None,
     }
-
-
-def _utc(iso: str) -> str:
-    moment = datetime.fromisoformat(iso)
-    return when(moment.astimezone(UTC) if moment.tzinfo else moment)

@@ -26,16 +26,11 @@ def shadow(env: Env, ref: str, off: bool, reason: str | None, as_json: bool) -> 
             else f"write NAME@VERSION to shadow a version, or {hint} to stop",
             param_hint="REF",
         )
-    service = env.cp.promotions
-    if off:
-        name = ref
-        snap = service.unshadow(name, env.settings.actor, reason)
-    else:
-        name = ref.partition("@")[0]
-        snap = service.shadow(ref, env.settings.actor, reason)
+    result = env.service.unshadow(ref, reason) if off else env.service.shadow(ref, reason)
+    name, revision = result["name"], result["revision"]
     if as_json:
-        emit_json({"name": name, **snap.to_dict()})
-    elif snap.shadow is None:
-        click.echo(f"{name} has no shadow (revision {snap.revision})")
+        emit_json(result)
+    elif result["shadow"] is None:
+        click.echo(f"{name} has no shadow (revision {revision})")
     else:
-        click.echo(f"{name}@{snap.shadow} shadows {name} (revision {snap.revision})")
+        click.echo(f"{name}@{result['shadow']} shadows {name} (revision {revision})")

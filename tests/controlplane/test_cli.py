@@ -220,7 +220,7 @@ def test_unreachable_database(capsys, env: Path, monkeypatch) -> None:
     monkeypatch.setenv("MLCP_DATABASE_URL", "postgresql://mlcp:secret@127.0.0.1:1/cp")
     monkeypatch.setenv("MLCP_DB_CONNECT_TIMEOUT_S", "2")
     code, _, err = run(capsys, "models", "list")
-    assert code == 2
+    assert code == 4  # unavailable: retry later
     line = one_line(err)
     assert "cannot connect" in line
     assert "MLCP_DATABASE_URL" in line
@@ -231,7 +231,7 @@ def test_unreachable_mlflow_store(capsys, files, model_name, monkeypatch) -> Non
     monkeypatch.setenv("MLCP_MLFLOW_TRACKING_URI", "postgresql://postgres@127.0.0.1:1/mlflow")
     monkeypatch.setenv("MLCP_DB_CONNECT_TIMEOUT_S", "2")
     code, _, err = register(capsys, files, model_name)
-    assert code == 2
+    assert code == 4
     assert "MLCP_MLFLOW_TRACKING_URI" in one_line(err)
     assert run(capsys, "models", "list", "--name", model_name)[0] == 2
 

@@ -74,3 +74,24 @@ def test_passwords_are_redacted() -> None:
     assert redact_url("postgresql+psycopg://u:s3cret@h/db") == "postgresql+psycopg://u:***@h/db"
     s = Settings(database_url="postgresql://u:s3cret@h/db")
     assert "s3cret" not in str(s.redacted())
+
+
+def test_remote_mode_needs_the_url_and_the_token_and_masks_the_token(monkeypatch) -> None:
+    monkeypatch.setenv("MLCP_API_URL", "https://mlcp.internal:8080/")
+    with pytest.raises(SettingsError, match="^MLCP_TOKEN: .*mlcp tokens create") as missing:
+        load_settings()
+    assert missing.value.variable == "MLCP_TOKEN"
+    monkeypatch.setenv("MLCP_TOKEN", "mlcp_secret")
+    s = load_settings()
+    assert (s.remote, s.api_url) == (True, "https://mlcp.internal:8080")
+    assert "mlcp_secret" not in str(s.redacted())
+    monkeypatch.delenv("MLCP_API_URL")
+    with pytest.raises(SettingsError, match="^MLCP_API_URL: "):
+        load_settings()
+
+
+def test_api_url_must_be_http(monkeypatch) -> None:
+    monkeypatch.setenv("MLCP_API_URL", "ftp://mlcp")
+    monkeypatch.setenv("MLCP_TOKEN", "mlcp_x")
+    with pytest.raises(SettingsError, match="MLCP_API_URL: 'ftp://mlcp' is not an http"):
+        load_settings()

@@ -189,7 +189,7 @@ def test_data_scientist_registers_an_exported_program(client, tokens, model_name
     assert created.json()["registered_by"] == "token:t-data-scientist"
     again = client.post(url, json=body, headers=auth(tokens["data-scientist"]))
     assert again.json()["version"] == 1  # the idempotency key holds over HTTP too
-    assert client.post(url, json=body, headers=auth(tokens["promoter"])).status_code == 403
+    assert client.post(url, json=body, headers=auth(tokens["viewer"])).status_code == 403
 
 
 @pytest.mark.parametrize(

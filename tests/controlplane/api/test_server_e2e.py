@@ -4,54 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-MLCP = str(Path(sys.executable).parent / "mlcp")
+from tests.controlplane.api.servers import MLCP, api_server
+
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def server(tmp_path: Path, mlflow_store: tuple[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLCP_")}
     env |= {"MLCP_HOME": str(tmp_path / ".mlcp"), "MLCP_MLFLOW_TRACKING_URI": mlflow_store[0]}
-    port = free_port()
-    log = tmp_path / "api.log"
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    with (
-        log.open("w") as sink,
-        subprocess.Popen(
-            [MLCP, "api", "--port", str(port)], env=env, stdout=sink, stderr=sink
-        ) as proc,
-    ):
-        try:
-            while True:  # poll until the server answers, within a deadline
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "mlcp api did not answer within 60 s"
-                time.sleep(0.1)
-            yield base, env
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+    with api_server(env, tmp_path / "api.log") as base:
+        yield base, env
 
 
 def token(env: dict[str, str], role: str) -> str:
