@@ -133,10 +133,11 @@ class ManagedFeatures:
     ) -> FeatureClient:
         """A cached online client over this project, invalidated through the database."""
         from features.client import CacheConfig, FeatureClient
-        from features.online_feast import FeastOnlineBackend
+        from features.online_direct import online_backend
 
+        # Misses are read straight from the online store in Feast's format (SQLite, Redis).
         return FeatureClient(
-            FeastOnlineBackend(self.repo.store),
+            online_backend(self.repo.store),
             self.generations,
             config or CacheConfig(),
             metrics=metrics,

@@ -1,6 +1,6 @@
 """The cached online feature client: Feast's online read behind a bounded, invalidated cache.
 
-    client = FeatureClient(FeastOnlineBackend(store), RedisGenerations(redis_url))
+    client = FeatureClient(online_backend(store), RedisGenerations(redis_url))
     batch = client.get("churn_features@3", [{"user_id": 7}, {"user_id": 9}])
     batch.rows[0].values   # {"orders_7d": 3, ...}, or None: the store does not know user 7
     batch.rows[0].status   # "hit" | "fetched" | "missing" | "stale" ("unavailable": partial)
@@ -82,7 +82,8 @@ class CacheConfig:
 
 
 class OnlineBackend(Protocol):
-    """An online feature store, read a batch at a time. `FeastOnlineBackend` is the real one."""
+    """An online feature store, read a batch at a time: `online_backend(store)` gives the real
+    one (`DirectOnlineBackend` on SQLite and Redis, `FeastOnlineBackend` elsewhere)."""
 
     def read(
         self, service: VersionedRef, entity_rows: list[dict[str, Any]]

@@ -50,7 +50,7 @@ class FeastOnlineBackend:
         self, service: VersionedRef, entity_rows: list[dict[str, Any]]
     ) -> list[dict[str, Any] | None]:
         info = self._service(service)
-        with _unavailable(f"online store of {service}"):
+        with unavailable(f"online store of {service}"):
             response = self.store.get_online_features(
                 features=info.feast_service, entity_rows=entity_rows
             ).to_dict()
@@ -71,6 +71,10 @@ class FeastOnlineBackend:
     def freshness_s(self, service: VersionedRef) -> float | None:
         return self._service(service).freshness_s
 
+    def feast_service(self, service: VersionedRef) -> Any:
+        """The Feast ``FeatureService`` behind ``service`` (FeatureNotFound if none)."""
+        return self._service(service).feast_service
+
     def _service(self, ref: VersionedRef) -> _Service:
         info = self._services.get(ref)
         if info is None:
@@ -82,7 +86,7 @@ class FeastOnlineBackend:
     def _describe(self, ref: VersionedRef) -> _Service:
         from feast.errors import FeastObjectNotFoundException
 
-        with _unavailable(f"feature registry, reading {ref}"):
+        with unavailable(f"feature registry, reading {ref}"):
             try:
                 feast_service = self.store.get_feature_service(ref.feast_name)
             except FeastObjectNotFoundException as exc:
@@ -131,7 +135,7 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextmanager
-def _unavailable(what: str) -> Iterator[None]:
+def unavailable(what: str) -> Iterator[None]:
     """The store's connection errors become `BackendUnavailable` at this edge."""
     try:
         yield

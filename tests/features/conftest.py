@@ -4,8 +4,10 @@ and ``@2``, a parquet source of 5 users x 10 updates over two days."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,9 @@ import pytest
 
 from features.definitions import Definitions, EntityDef, FeatureServiceDef, FeatureViewDef, Field
 from features.feast_repo import FeastRepo
+
+if TYPE_CHECKING:
+    import feast
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 STEP = timedelta(hours=4, minutes=48)  # 10 updates per user in two days
@@ -103,3 +108,47 @@ def write_source(repo: FeastRepo, frame: pd.DataFrame) -> Path:
     path = repo.repo_path / "user_stats.parquet"
     frame.to_parquet(path, index=False)
     return path
+
+
+def plain_store(root: Path, online_store: Any) -> feast.FeatureStore:
+    """An empty Feast repo in ``root`` with a fresh project (Redis keys are per project)."""
+    import uuid
+
+    from feast import FeatureStore, RepoConfig
+
+    return FeatureStore(
+        repo_path=str(root),
+        config=RepoConfig(
+            project=f"mlcp_test_{uuid.uuid4().hex[:10]}",
+            provider="local",
+            registry=str(root / "registry.db"),
+            online_store=online_store,
+            entity_key_serialization_version=3,
+            repo_path=str(root),
+        ),
+    )
+
+
+@contextmanager
+def online_store(
+    kind: str,
+    build: Callable[[Path, Any], feast.FeatureStore],
+    root: Path,
+    redis_url: str = "",
+) -> Iterator[feast.FeatureStore]:
+    """``build(root, online_store_config)`` on a SQLite file in ``root`` or on ``redis_url``;
+    a Redis project's keys are dropped afterwards."""
+    if kind == "sqlite":
+        from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+
+        yield build(root, SqliteOnlineStoreConfig(path=str(root / "online.db")))
+        return
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+
+    store = build(
+        root, RedisOnlineStoreConfig(connection_string=redis_url.removeprefix("redis://"))
+    )
+    try:
+        yield store
+    finally:
+        store.teardown()

@@ -4,7 +4,6 @@ Applying and materializing costs seconds, so each store's repo is built once per
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from features.errors import FeatureNotFound, OnlineStoreUnavailable
 from features.generations import MemoryGenerations
 from features.online_feast import FeastOnlineBackend, view_freshness_s
 from features.refs import VersionedRef
+from tests.features.conftest import online_store, plain_store
 
 if TYPE_CHECKING:
     import feast
@@ -51,28 +51,16 @@ def build_repo(root: Path, online_store: Any) -> feast.FeatureStore:
     from feast import (
         Entity,
         FeatureService,
-        FeatureStore,
         FeatureView,
         Field,
         FileSource,
-        RepoConfig,
         ValueType,
     )
     from feast.types import Float32, Float64, Int64
 
     stats_frame().to_parquet(root / "user_stats.parquet", index=False)
     scores_frame(0.5, NOW - timedelta(hours=2)).to_parquet(root / "scores.parquet", index=False)
-    store = FeatureStore(
-        repo_path=str(root),
-        config=RepoConfig(
-            project=f"mlcp_test_{uuid.uuid4().hex[:10]}",  # Redis keys are per project
-            provider="local",
-            registry=str(root / "registry.db"),
-            online_store=online_store,
-            entity_key_serialization_version=3,
-            repo_path=str(root),
-        ),
-    )
+    store = plain_store(root, online_store)
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
     stats = FeatureView(
         name="user_stats__v1",
@@ -101,24 +89,18 @@ def build_repo(root: Path, online_store: Any) -> feast.FeatureStore:
 
 
 @pytest.fixture(scope="module")
-def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> feast.FeatureStore:
-    from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
-
-    root = tmp_path_factory.mktemp("feast_sqlite")
-    return build_repo(root, SqliteOnlineStoreConfig(path=str(root / "online.db")))
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[feast.FeatureStore]:
+    with online_store("sqlite", build_repo, tmp_path_factory.mktemp("feast_sqlite")) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")
 def redis_store(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[feast.FeatureStore]:
-    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
-
     root = tmp_path_factory.mktemp("feast_redis")
-    host = redis_url.removeprefix("redis://")
-    store = build_repo(root, RedisOnlineStoreConfig(connection_string=host))
-    yield store
-    store.teardown()  # drops this project's keys
+    with online_store("redis", build_repo, root, redis_url) as store:
+        yield store
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
