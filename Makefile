@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/features_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
 	$(BIN)/python benchmarks/rollback_bench.py
+	$(BIN)/python benchmarks/serving_gpu.py
 
 clean:
 	rm -rf .mlcp .pytest_cache .mypy_cache .ruff_cache

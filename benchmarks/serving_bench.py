@@ -16,10 +16,11 @@ In one run on this machine:
 - ``benchmarks/loadgen.py`` (a separate process, keep-alive connections, one row per request)
   drives each server at each concurrency, the two servers taking turns at each level so they
   share the machine's conditions; each server's own CPU time per request is recorded too.
-Results go to ``benchmarks/results/serving-<device>.json`` (``cpu``, or a slug of the CUDA
-device's name such as ``h100``; ``--quick`` writes ``serving-<device>-quick.json``). Targets
-are reported as met or not, never asserted. On CUDA the MLflow side is skipped when MLflow is
-not installed there (the reason is recorded).
+Results go to ``benchmarks/results/serving-cpu.json`` (on CUDA
+``serving-<device>-vs-mlflow.json``, the device's slug such as ``h100``; ``--quick`` adds
+``-quick``). Targets are reported as met or not, never asserted. On CUDA the MLflow side is
+skipped when MLflow is not installed there (the reason is recorded). A bare GPU machine (no
+MLflow, no database) runs ``benchmarks/serving_gpu.sh`` instead: see benchmarks/README.md.
 Compare ratios, not absolutes: shared, noisy machines.
 """
 
@@ -706,7 +707,9 @@ def main() -> None:
     result["machine"]["loadavg_at_end"] = _loadavg()
     # A smoke run never overwrites the real results.
     suffix = "-quick" if args.quick else ""
-    out = args.out or ROOT / f"benchmarks/results/serving-{device['slug']}{suffix}.json"
+    # On CUDA serving-<device>.json is benchmarks/serving_gpu.py's (the bare-machine run).
+    name = device["slug"] if device["device"] == "cpu" else f"{device['slug']}-vs-mlflow"
+    out = args.out or ROOT / f"benchmarks/results/serving-{name}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
 
