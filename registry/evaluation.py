@@ -2,7 +2,7 @@
 
 The ``Evaluation`` record is what gates compare: the same dataset fingerprint for a
 candidate and its champion means the same rows. The functions here compute the metrics;
-they are pure (no store, no MLflow) and import torch, pandas and sklearn only when called.
+they are pure (no store, no MLflow) and import torch and pandas only when called.
 
     metrics = evaluate_frame(model, frame, label_column="churned", task="classification")
     # {"accuracy": 0.81, "f1": 0.62, "log_loss": 0.41, "roc_auc": 0.86}
@@ -277,23 +277,22 @@ def task_metrics(task: Task, y_true: np.ndarray, y_score: np.ndarray) -> dict[st
 
 
 def _classification_metrics(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
-    from sklearn import metrics as skm
+    from registry import metrics as m
 
     if y_score.ndim == 2 and y_score.shape[1] == 2:
         y_score = y_score[:, 1]  # two columns of a binary classifier: P(y=1) is the second
     if y_score.ndim == 1:
         y = _class_labels(y_true, 2)
         predicted = (y_score >= 0.5).astype(np.int64)
+        p = np.clip(y_score, PROBABILITY_EPS, 1 - PROBABILITY_EPS)
         out = {
-            "accuracy": skm.accuracy_score(y, predicted),
+            "accuracy": m.accuracy(y, predicted),
             # NaN (then dropped) when there is neither a positive label nor a positive prediction.
-            "f1": skm.f1_score(y, predicted, zero_division=np.nan),
-            "log_loss": skm.log_loss(
-                y, np.clip(y_score, PROBABILITY_EPS, 1 - PROBABILITY_EPS), labels=[0, 1]
-            ),
+            "f1": m.f1(y, predicted),
+            "log_loss": m.log_loss(y, np.column_stack([1 - p, p])),
         }
         if len(np.unique(y)) == 2:
-            out["roc_auc"] = skm.roc_auc_score(y, y_score)
+            out["roc_auc"] = m.roc_auc(y, y_score)
         return out
     if y_score.ndim != 2:
         raise InvalidEvaluationData(f"predictions of shape {y_score.shape}; expected (n, k)")
@@ -303,14 +302,12 @@ def _classification_metrics(y_true: np.ndarray, y_score: np.ndarray) -> dict[str
     probabilities = clipped / clipped.sum(axis=1, keepdims=True)
     predicted = probabilities.argmax(axis=1)
     out = {
-        "accuracy": skm.accuracy_score(y, predicted),
-        "f1": skm.f1_score(y, predicted, average="macro", zero_division=np.nan),
-        "log_loss": skm.log_loss(y, probabilities, labels=list(range(k))),
+        "accuracy": m.accuracy(y, predicted),
+        "f1": m.f1(y, predicted, positive=None),
+        "log_loss": m.log_loss(y, probabilities),
     }
     if len(np.unique(y)) == k:  # one-vs-rest AUC needs every class among the labels
-        out["roc_auc"] = skm.roc_auc_score(
-            y, probabilities, multi_class="ovr", labels=list(range(k))
-        )
+        out["roc_auc"] = m.roc_auc_ovr(y, probabilities)
     return out
 
 
@@ -328,18 +325,15 @@ def _class_labels(y_true: np.ndarray, k: int) -> np.ndarray:
 
 
 def _regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    from sklearn import metrics as skm
+    from registry import metrics as m
 
     if y_pred.ndim != 1:
         raise InvalidEvaluationData(
             f"the model gives {y_pred.shape[1]} outputs per row; regression needs one"
         )
-    out = {
-        "rmse": skm.root_mean_squared_error(y_true, y_pred),
-        "mae": skm.mean_absolute_error(y_true, y_pred),
-    }
+    out = {"rmse": m.rmse(y_true, y_pred), "mae": m.mae(y_true, y_pred)}
     if len(y_true) >= 2 and np.ptp(y_true) > 0:  # R² is undefined for a constant target
-        out["r2"] = skm.r2_score(y_true, y_pred)
+        out["r2"] = m.r2(y_true, y_pred)
     return out
 
 

@@ -18,12 +18,11 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 import sqlalchemy
-import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
@@ -39,6 +38,11 @@ from registry.errors import (
     first_line,
 )
 from registry.hashing import directory_sha256
+
+if TYPE_CHECKING:
+    # Imported where a model is handled, not here: `mlcp promote` without a latency gate
+    # and `mlcp approve` move aliases and never pay torch's import (~1.5 s).
+    import torch
 
 # MLflow's own files that registration adds next to the model after the fact; they are not
 # the model, so they stay out of the artifact digest.
@@ -81,6 +85,8 @@ def translate_errors(uri: str) -> Iterator[None]:
 
 def tensor_signature(model: torch.nn.Module, example: np.ndarray) -> ModelSignature:
     """A TensorSpec signature with a dynamic batch dimension, outputs from one forward pass."""
+    import torch
+
     try:
         with torch.inference_mode():
             out = model(torch.from_numpy(example))
@@ -178,6 +184,8 @@ class MlflowBackend:
         model_format: str,
         pip_requirements: list[str],
     ) -> LoggedModel:
+        import torch
+
         signature = tensor_signature(model, input_example)
         with self._globals(), translate_errors(self.tracking_uri):
             try:
@@ -224,6 +232,8 @@ class MlflowBackend:
         original's outputs on ``example``, and return the digest of its files."""
         import tempfile
 
+        import torch
+
         with tempfile.TemporaryDirectory(prefix="mlcp-verify-") as tmp:
             local = self.fetch_model(model_id, Path(tmp))
             digest = directory_sha256(local, exclude=_NOT_MODEL_FILES)
@@ -243,6 +253,8 @@ class MlflowBackend:
     def load_version(self, name: str, version: int) -> torch.nn.Module:
         """``models:/NAME/VERSION`` loaded with plain MLflow (pickle needs its opt-in)."""
         import tempfile
+
+        import torch
 
         # models:/ resolves against the process-global registry URI, hence _globals().
         with (

@@ -1,6 +1,10 @@
 """``mlcp``: the command line. Start-up stays light: every heavy import is inside a command.
 
-Exit codes: 0 ok, 1 refused by policy, 2 bad usage or input, 3 internal error.
+Commands parse and print; their work is a `ControlService` call, run on the stores here or,
+with ``MLCP_API_URL`` and ``MLCP_TOKEN``, sent to the control API.
+
+Exit codes: 0 ok, 1 refused by policy, 2 bad usage or input, 3 internal error, 4 unavailable
+(retry later), 5 denied (the API token may not).
 """
 
 from __future__ import annotations
@@ -101,7 +105,11 @@ def cli(ctx: click.Context) -> None:
     and roll them back on their own when they breach their SLO; every change audited.
 
     Settings come from MLCP_* environment variables and an optional mlcp.toml; the
-    default keeps everything under ./.mlcp (SQLite, local artifacts).
+    default keeps everything under ./.mlcp (SQLite, local artifacts). With MLCP_API_URL and
+    MLCP_TOKEN set, commands go through the control API (`mlcp api`) instead.
+
+    Exit codes: 0 ok, 1 refused by policy, 2 bad usage or input, 3 internal error,
+    4 unavailable (retry later), 5 denied (the API token may not).
     """
     from controlplane.settings import load_settings
 

@@ -323,11 +323,12 @@ def _body(content: Body | None) -> Iterator[Any]:
 def _exported(model: Path, example: Path, progress: Progress) -> bytes:
     """The model as torch.export archive bytes: the file itself if it is one, else exported."""
     from registry.archive import export_archive, is_exported_archive
-    from registry.model_files import load_input_example, load_model_file
 
     if is_exported_archive(model):
-        return model.read_bytes()
-    progress(f"exporting {model} with torch.export")
+        return model.read_bytes()  # the cheap path: no torch here at all
+    from registry.model_files import load_input_example, load_model_file
+
+    progress(f"exporting {model} with torch.export (save it with torch.export.save to skip this)")
     return export_archive(load_model_file(model), load_input_example(example))
 
 

@@ -262,3 +262,41 @@ def test_settings_command_masks_passwords(capsys, env: Path, monkeypatch) -> Non
     assert code == 0
     assert "hunter2" not in out
     assert "MLCP_ACTOR" in out
+
+
+IMPORT_PROBE = """\
+import json, sys
+from controlplane.cli import main
+code = main(sys.argv[1:])
+print("LOADED", json.dumps(sorted({m.split(".")[0] for m in sys.modules})), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_commands_import_only_what_their_work_needs(files, model_name: str, env: Path) -> None:
+    """`python -X importtime` showed where cold commands went: each now loads only its work's
+    packages (no Feast without a feature service, no GX without a data-quality gate, no
+    scikit-learn for metrics, no torch to move an alias)."""
+    probe = env / "probe.py"
+    probe.write_text(IMPORT_PROBE)
+    (env / "policy.yaml").write_text("gates:\n  metrics: [{metric: accuracy, min: 0}]\n")
+
+    def loaded(*argv: str) -> set[str]:
+        done = subprocess.run([sys.executable, str(probe), *argv], capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED"))
+        return set(json.loads(line.removeprefix("LOADED ")))
+
+    heavy = {"feast", "great_expectations", "sklearn"}
+    register = loaded("models", "register", model_name, "--model", str(files["model"]),
+                      "--input-example", str(files["example"]), "--training-data",
+                      str(files["train"]), "--label", "label")  # fmt: skip
+    assert not register & heavy
+    evaluate = loaded("evaluate", f"{model_name}@1", "--data", str(files["train"]),
+                      "--label", "label")  # fmt: skip
+    assert not evaluate & heavy
+    assert not loaded("policy", "set", model_name, "--file", "policy.yaml") & {"mlflow", "torch"}
+    promote = loaded("promote", f"{model_name}@1")
+    assert not promote & (heavy | {"torch"})
+    assert not loaded("audit", "list") & {"mlflow", "torch", "pandas"}
