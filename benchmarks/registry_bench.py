@@ -1,12 +1,23 @@
-"""Registry benchmark: CLI start-up and registration end to end, on the embedded stores.
+"""Registry benchmark: what a CI job pays per command, in local and in remote mode.
 
-    make bench    # or: .venv/bin/python benchmarks/registry_bench.py [--runs 5] [--out PATH]
+    make bench    # or: .venv/bin/python benchmarks/registry_bench.py [--runs 3] [--out PATH]
 
 Measures, in one run on this machine:
-- `mlcp --help` wall time, next to `python -c "import mlflow"` (the import the CLI avoids);
-- registration through the Python API (one new version each), with per-step times;
-- registration through the CLI (`mlcp models register`, a fresh process each).
-Numbers are medians and p90 over the runs; compare ratios, not absolutes (shared machines).
+- the import floor: ``python -c "import torch, mlflow"`` (a local register, evaluate or promote
+  that loads a model can't start faster), and ``mlcp --help`` (imports neither);
+- the cold wall time of ``mlcp models register`` (a torch.export archive and training data;
+  ``register_torch_save`` the same from a torch.save'd module, which a remote client first
+  exports itself), ``mlcp evaluate`` and ``mlcp promote`` (metric, champion, schema, latency
+  and drift-reference gates), each a fresh process as CI runs it, in local mode (the stores
+  here: SQLite control plane and MLflow) and in remote mode (``MLCP_API_URL``/``MLCP_TOKEN``
+  against the control API served on loopback from this process, whose requests are timed, so
+  each remote command splits into the server's own work and the client's: starting,
+  importing, exporting, uploading);
+- registration through the Python API, warm, step by step.
+Targets (reported, never asserted): local commands under 1.5x the import floor; remote
+commands under 1.5 s beyond the server's own work. One untimed round per mode first creates
+the stores and warms the server, then ``--runs`` rounds of register -> evaluate -> promote.
+Numbers are medians (and max) over the rounds; compare ratios, not absolutes (shared machines).
 """
 
 from __future__ import annotations
@@ -19,35 +30,179 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 MLCP = str(Path(sys.executable).parent / "mlcp")
+NAME = "bench"
+COMMANDS = ("register", "evaluate", "promote")
+POLICY = """\
+gates:
+  metrics: [{metric: roc_auc, min: 0.6}]
+  champion: [{metric: roc_auc, direction: higher, max_drop: 0.05}]
+  schema: {inputs: [{dtype: float32, shape: [-1, 8]}]}
+  latency: {batch_sizes: [1, 32], p99_ms: 50}
+  drift_reference: true
+"""
+TARGETS = {"local_over_import_floor_max": 1.5, "remote_client_s_max": 1.5}
 
 
-def summary(samples: list[float]) -> dict[str, float | int]:
-    ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+def summary_s(samples: list[float]) -> dict[str, float | int]:
     return {
         "runs": len(samples),
-        "median_ms": round(statistics.median(samples) * 1000, 1),
-        "p90_ms": round(p90 * 1000, 1),
-        "min_ms": round(ordered[0] * 1000, 1),
+        "median_s": round(statistics.median(samples), 3),
+        "max_s": round(max(samples), 3),
     }
 
 
-def time_command(argv: list[str], runs: int, env: dict[str, str]) -> list[float]:
-    out = []
+def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[1:4])} exited {done.returncode}: {done.stderr[-800:]}")
+    return elapsed
+
+
+# -- inputs ---------------------------------------------------------------------------------
+def write_inputs(work: Path) -> None:
+    """A scoring model (torch.save), its example, labelled training and evaluation data."""
+    import pandas as pd
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1), torch.nn.Sigmoid()
+    )
+    with torch.no_grad():  # a model that scores the label (the first two columns' sum)
+        net[0].weight.zero_()
+        net[0].weight[0, :2] = 4.0
+        net[0].bias.zero_()
+        net[2].weight.zero_()
+        net[2].weight[0, 0] = 1.0
+        net[2].bias.fill_(-4.0)
+    torch.save(net.eval(), work / "model.pt")
+    # What a training job that knows it registers remotely saves: an exported program.
+    x = torch.rand(4, 8)
+    program = torch.export.export(net, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    torch.export.save(program, str(work / "model.pt2"))
+    rng = np.random.default_rng(0)
+    np.save(work / "x.npy", rng.random((8, 8), dtype=np.float32))
+    for split, rows in (("train", 2000), ("eval", 1000)):
+        x = rng.random((rows, 8), dtype=np.float32)
+        frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(8)])
+        frame["y"] = (x[:, 0] + x[:, 1] > 1.0).astype(np.int64)
+        frame.to_parquet(work / f"{split}.parquet", index=False)
+    (work / "policy.yaml").write_text(POLICY)
+
+
+def round_argv(version: int, model: str = "model.pt2") -> dict[str, list[str]]:
+    return {
+        "register": [MLCP, "models", "register", NAME, "--model", model, "--input-example",
+                     "x.npy", "--training-data", "train.parquet", "--label", "y"],
+        "evaluate": [MLCP, "evaluate", f"{NAME}@{version}", "--data", "eval.parquet",
+                     "--label", "y"],
+        "promote": [MLCP, "promote", f"{NAME}@{version}"],
+    }  # fmt: skip
+
+
+def rounds(
+    env: dict[str, str], work: Path, runs: int, server_s: Callable[[], float] | None = None
+) -> dict[str, Any]:
+    """One untimed round, then ``runs`` timed rounds of register -> evaluate -> promote."""
+    walls: dict[str, list[float]] = {c: [] for c in COMMANDS}
+    servers: dict[str, list[float]] = {c: [] for c in COMMANDS}
+    for version in range(1, runs + 2):
+        for command, argv in round_argv(version).items():
+            before = server_s() if server_s else 0.0
+            wall = timed(argv, env, work)
+            if version == 1:
+                continue  # creates the stores (MLflow's schema) and warms the server
+            walls[command].append(wall)
+            if server_s:
+                servers[command].append(server_s() - before)
+    # The same registration from a torch.save'd module: a remote client exports it itself.
+    pickled = round_argv(0, model="model.pt")["register"]
+    walls["register_torch_save"], servers["register_torch_save"] = [], []
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True, env=env)
-        out.append(time.perf_counter() - start)
+        before = server_s() if server_s else 0.0
+        walls["register_torch_save"].append(timed(pickled, env, work))
+        if server_s:
+            servers["register_torch_save"].append(server_s() - before)
+    out: dict[str, Any] = {}
+    for command in (*COMMANDS, "register_torch_save"):
+        cell: dict[str, Any] = {"wall": summary_s(walls[command])}
+        if server_s:
+            client = [w - s for w, s in zip(walls[command], servers[command], strict=True)]
+            cell["server"] = summary_s(servers[command])
+            cell["client"] = summary_s(client)
+        out[command] = cell
     return out
 
 
+# -- the control API, served from this process ----------------------------------------------
+class TimedApp:
+    """An ASGI wrapper adding up the time spent in HTTP requests: the server's own work."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.busy_s = 0.0
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with self._lock:
+                self.busy_s += time.perf_counter() - start
+
+
+def serve_api(home: Path) -> tuple[str, str, TimedApp, Callable[[], None]]:
+    """`mlcp api`'s app on a free loopback port in a thread; (url, token, timer, stop)."""
+    import socket
+
+    import uvicorn
+
+    from controlplane.api.app import create_app
+    from controlplane.context import ControlPlane
+    from controlplane.policy import Policy
+    from controlplane.settings import Settings
+
+    cp = ControlPlane(Settings(home=home, actor="admin"))
+    cp.policies.set(NAME, Policy.from_yaml(POLICY), "admin")
+    _, token = cp.tokens.create("ci", "promoter", "admin")
+    app = TimedApp(create_app(cp))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the control API did not start within 60 s")
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(30)
+        cp.close()
+
+    return f"http://127.0.0.1:{port}", token, app, stop
+
+
+# -- the Python API, warm -------------------------------------------------------------------
 def bench_registration(home: Path, runs: int) -> dict[str, object]:
     import torch
 
@@ -55,15 +210,12 @@ def bench_registration(home: Path, runs: int) -> dict[str, object]:
     from controlplane.settings import Settings
     from registry import RegistrationRequest
 
-    start = time.perf_counter()
     cp = ControlPlane(Settings(home=home, actor="bench"))
     cp.registry.backend  # noqa: B018 - creating a fresh MLflow store is a one-time cost
-    first_use = time.perf_counter() - start
-
     totals: list[float] = []
     steps: dict[str, list[float]] = {}
     x = np.random.default_rng(0).random((8, 32), dtype=np.float32)
-    for i in range(runs):
+    for i in range(runs + 1):
         torch.manual_seed(i)
         net = torch.nn.Sequential(
             torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)
@@ -74,19 +226,18 @@ def bench_registration(home: Path, runs: int) -> dict[str, object]:
             RegistrationRequest(name="bench", model=net, input_example=x, registered_by="bench"),
             progress=lambda msg, marks=marks: marks.append((msg, time.perf_counter())),
         )
+        if i == 0:
+            continue  # the first registration pays torch.export's one-time warm-up
         totals.append(time.perf_counter() - t0)
         # A progress line announces a step: its time runs until the next line.
         named = [("validate and record intent", t0)]
         named += [(msg.split(": ", 1)[1], at) for msg, at in marks if ": " in msg]
         ends = [at for _, at in named[1:]] + [marks[-1][1]]
-        if i > 0:  # the first registration pays torch.export's one-time warm-up
-            for (step, begin), end in zip(named, ends, strict=True):
-                steps.setdefault(step, []).append(end - begin)
+        for (step, begin), end in zip(named, ends, strict=True):
+            steps.setdefault(step, []).append(end - begin)
     cp.close()
     return {
-        "first_use_s": round(first_use, 2),
-        "first_registration_ms": round(totals[0] * 1000, 1),
-        "warm": summary(totals[1:]),
+        "warm": summary_s(totals),
         "warm_steps_median_ms": {
             k: round(statistics.median(v) * 1000, 1) for k, v in steps.items()
         },
@@ -94,42 +245,61 @@ def bench_registration(home: Path, runs: int) -> dict[str, object]:
     }
 
 
-def bench_cli_registration(home: Path, runs: int, env: dict[str, str]) -> dict[str, object]:
-    import torch
-
-    work = home.parent
-    work.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
-    torch.save(net, work / "model.pt")
-    np.save(work / "x.npy", np.random.default_rng(0).random((8, 32), dtype=np.float32))
-    argv = [MLCP, "models", "register", "bench-cli", "--model", str(work / "model.pt"),
-            "--input-example", str(work / "x.npy")]  # fmt: skip
-    env = {**env, "MLCP_HOME": str(home)}
-    subprocess.run([MLCP, "models", "list"], check=True, capture_output=True, env=env)
-    return {"end_to_end": summary(time_command(argv, runs, env))}
+def verdicts(floor_s: float, local: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for command in COMMANDS:
+        ratio = round(local[command]["wall"]["median_s"] / floor_s, 2)
+        out[f"local.{command}_over_import_floor"] = {
+            "target": f"<= {TARGETS['local_over_import_floor_max']}",
+            "observed": ratio,
+            "met": ratio <= TARGETS["local_over_import_floor_max"],
+        }
+        client = remote[command]["client"]["median_s"]
+        out[f"remote.{command}_client_s"] = {
+            "target": f"<= {TARGETS['remote_client_s_max']}",
+            "observed": client,
+            "met": client <= TARGETS["remote_client_s_max"],
+        }
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=6)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="timed rounds per mode")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/registry.json")
     args = parser.parse_args()
+    started = time.perf_counter()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLCP_")}
     env |= {
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLFLOW_LOGGING_LEVEL": "WARNING",
+        "GX_ANALYTICS_ENABLED": "false",
     }
-    os.environ.update({k: v for k, v in env.items() if k.startswith("MLFLOW_")})
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("MLFLOW_", "GX_"))})
 
-    help_runs = max(10, args.runs * 2)
-    help_s = time_command([MLCP, "--help"], help_runs, env)
-    mlflow_s = time_command([sys.executable, "-c", "import mlflow"], help_runs, env)
+    probes = max(5, 2 * args.runs)
+    help_s = [timed([MLCP, "--help"], env) for _ in range(probes)]
+    floor_s = [timed([sys.executable, "-c", "import torch, mlflow"], env) for _ in range(probes)]
+    floor = statistics.median(floor_s)
+
     with tempfile.TemporaryDirectory(prefix="mlcp-bench-") as tmp:
-        api = bench_registration(Path(tmp) / "api" / ".mlcp", args.runs)
-        cli = bench_cli_registration(Path(tmp) / "cli" / ".mlcp", max(3, args.runs // 2), env)
+        root = Path(tmp)
+        work = root / "ci"
+        work.mkdir()
+        write_inputs(work)
+        local_env = env | {"MLCP_HOME": str(root / "local")}
+        subprocess.run([MLCP, "policy", "set", NAME, "--file", "policy.yaml"], env=local_env,
+                       cwd=work, check=True, capture_output=True)  # fmt: skip
+        local = rounds(local_env, work, args.runs)
+        url, token, app, stop = serve_api(root / "server")
+        try:
+            remote_env = env | {"MLCP_API_URL": url, "MLCP_TOKEN": token}
+            remote = rounds(remote_env, work, args.runs, server_s=lambda: app.busy_s)
+        finally:
+            stop()
+        api = bench_registration(root / "api", args.runs)
 
     import mlflow
     import torch
@@ -143,18 +313,41 @@ def main() -> None:
             "torch": torch.__version__,
             "mlflow": mlflow.__version__,
             "platform": platform.platform(),
+            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         },
-        "cli_help": summary(help_s),
-        "python_import_mlflow": summary(mlflow_s),
-        "help_vs_import_mlflow_ratio": round(
-            statistics.median(help_s) / statistics.median(mlflow_s), 3
-        ),
+        "setup": {
+            "commands": {k: " ".join(v[1:]) for k, v in round_argv(2).items()},
+            "policy": POLICY,
+            "local": "MLCP_HOME in a temporary folder: SQLite control plane and MLflow",
+            "remote": "MLCP_API_URL/MLCP_TOKEN (promoter) against the control API's app served "
+            "by uvicorn in the benchmark's process; server = time inside HTTP requests, client "
+            "= wall - server",
+            "rounds": f"1 untimed, then {args.runs} timed (register -> evaluate -> promote)",
+        },
+        "import_floor_torch_mlflow": summary_s(floor_s),
+        "cli_help": summary_s(help_s),
+        "commands": {"local": local, "remote": remote},
+        "targets": verdicts(floor, local, remote),
         "register_api": api,
-        "register_cli": cli,
+        "wall_s": round(time.perf_counter() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    print(f"import floor (torch + mlflow): {floor:.2f} s; mlcp --help "
+          f"{statistics.median(help_s):.2f} s")  # fmt: skip
+    for command in COMMANDS:
+        lo, re_ = local[command]["wall"], remote[command]
+        print(f"{command:8} local {lo['median_s']:6.2f} s ({lo['median_s'] / floor:.2f}x floor) | "
+              f"remote {re_['wall']['median_s']:6.2f} s = server {re_['server']['median_s']:.2f}"
+              f" + client {re_['client']['median_s']:.2f}")  # fmt: skip
+    for mode in ("local", "remote"):
+        cell = result["commands"][mode]["register_torch_save"]
+        split = f" = server {cell['server']['median_s']:.2f} + client " \
+            f"{cell['client']['median_s']:.2f}" if "server" in cell else ""  # fmt: skip
+        print(f"register from torch.save, {mode}: {cell['wall']['median_s']:.2f} s{split}")
+    for name, t in result["targets"].items():
+        print(f"{name}: {t['observed']} (target {t['target']}) {'met' if t['met'] else 'NOT met'}")
+    print(f"wrote {args.out} in {result['wall_s']} s")
 
 
 if __name__ == "__main__":
