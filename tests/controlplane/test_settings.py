@@ -78,7 +78,7 @@ def test_passwords_are_redacted() -> None:
 
 def test_remote_mode_needs_the_url_and_the_token_and_masks_the_token(monkeypatch) -> None:
     monkeypatch.setenv("MLCP_API_URL", "https://mlcp.internal:8080/")
-    with pytest.raises(SettingsError, match="^MLCP_TOKEN: .*mlcp tokens create") as missing:
+    with pytest.raises(SettingsError, match=r"^MLCP_TOKEN: .*mlcp tokens create") as missing:
         load_settings()
     assert missing.value.variable == "MLCP_TOKEN"
     monkeypatch.setenv("MLCP_TOKEN", "mlcp_secret")
@@ -86,7 +86,7 @@ def test_remote_mode_needs_the_url_and_the_token_and_masks_the_token(monkeypatch
     assert (s.remote, s.api_url) == (True, "https://mlcp.internal:8080")
     assert "mlcp_secret" not in str(s.redacted())
     monkeypatch.delenv("MLCP_API_URL")
-    with pytest.raises(SettingsError, match="^MLCP_API_URL: "):
+    with pytest.raises(SettingsError, match=r"^MLCP_API_URL: "):
         load_settings()
 
 
