@@ -294,8 +294,9 @@ def test_an_online_store_outage_fails_only_uncached_entities(replica: Replica) -
         metrics = client.get("/metrics").text
     assert "mlcp_feature_cache_hits_total" in metrics  # the feature client's series are here
     log = replica.log.read_text()
-    assert log.count("the online store (FeastOnlineBackend) is unavailable") == 1, log[-3000:]
-    assert log.count("the online store (FeastOnlineBackend) is back") == 1, log[-3000:]
+    # Misses are read directly from Redis (DirectOnlineBackend, features/online_direct.py).
+    assert log.count("the online store (DirectOnlineBackend) is unavailable") == 1, log[-3000:]
+    assert log.count("the online store (DirectOnlineBackend) is back") == 1, log[-3000:]
 
 
 def test_the_windows_of_a_database_outage_arrive_after_it(replica: Replica) -> None:
