@@ -286,6 +286,8 @@ def test_every_mlcp_variable_in_the_manifests_is_a_real_setting(
     mlcp = {name for name in named if name.startswith(ENV_PREFIX)}
     assert mlcp >= {"MLCP_DATABASE_URL", "MLCP_MLFLOW_TRACKING_URI", "MLCP_ARTIFACT_ROOT"}
     assert mlcp <= known, f"not settings: {sorted(mlcp - known)}"
+    # Remote mode would send the pods' own `mlcp` commands to the API instead of the stores.
+    assert not mlcp & {"MLCP_API_URL", "MLCP_TOKEN"}
 
 
 def test_every_mlcp_container_gets_valid_production_settings(
