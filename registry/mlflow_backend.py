@@ -331,8 +331,15 @@ class MlflowBackend:
             except MlflowException as exc:
                 if exc.error_code != _code(RESOURCE_ALREADY_EXISTS):
                     raise
+            # An MLflow tracking server (unlike the SQL stores) insists on model_id= when the
+            # source is a logged model (models:/m-...).
             mv = self.client.create_model_version(
-                name, source=source, run_id=run_id, tags=dict(tags), description=description
+                name,
+                source=source,
+                run_id=run_id,
+                tags=dict(tags),
+                description=description,
+                model_id=logged_model_id(source) if source.startswith("models:/m-") else None,
             )
             return int(mv.version)
 
