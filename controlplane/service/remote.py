@@ -115,6 +115,7 @@ class RemoteService:
             "training_data": data,
             "label": request.label,
             "feature_service": request.feature_service,
+            "input_names": list(request.input_names),
             "params": dict(request.params),
             "metrics": dict(request.metrics),
             "code_version": request.code_version,
