@@ -46,10 +46,8 @@ def frame_inputs(frame: pd.DataFrame, label: str | None, width: int | None) -> l
     ]
     if width is None or len(candidates) == width:
         return candidates
-    return _refuse_width(
-        "training_data", f"the training data's numeric columns but the label ({_names(candidates)})",
-        len(candidates), width,
-    )  # fmt: skip
+    what = f"the training data's numeric columns but the label ({_names(candidates)})"
+    return _refuse_width("training_data", what, len(candidates), width)
 
 
 def align_reference(
