@@ -261,6 +261,19 @@ def create_app(cp: ControlPlane) -> FastAPI:
 
         return serving_windows(cp.sessions, validate_model_name(name), version, limit)
 
+    @app.get("/v1/models/{name}/versions/{version}/drift")
+    def drift(
+        name: str,
+        version: str,
+        _: Reader,
+        windows: Annotated[int, Query(ge=1, le=1000)] = 20,
+    ) -> dict[str, Any]:
+        """Each detector's statistics over the version's recent analysis windows, and what
+        the drift detector concluded (what `mlcp drift NAME@V --json` prints)."""
+        from controlplane.drift.report import drift_report
+
+        return drift_report(cp, ref(name, version), windows)
+
     @app.get("/v1/audit")
     def audit_list(
         _: Reader,
