@@ -44,7 +44,8 @@ def champion(model: LiveModel, pol: Policy, shift: float, windows: int = 6) -> l
     for seed in range(windows):
         [d] = decide(model, {version: live_traffic(version, shift, seed)}, pol, history, NOW)
         out.append(d)
-        assert d.analysis is not None and d.analysis.drift is not None
+        assert d.analysis is not None
+        assert d.analysis.drift is not None
         history = replace(history, drift={version: d.analysis.drift.state()})
     return out
 
@@ -73,7 +74,8 @@ def test_confirmed_drift_rolls_the_champion_back_naming_the_evidence() -> None:
     assert {"psi", "js", "p_value", "p_holm"} <= set(charges)
     assert "one false alarm per 10000 windows" in rollback.evidence["thresholds"]
     # The champion's SLO verdict is its own: drift is not an SLO breach.
-    assert rollback.analysis is not None and rollback.analysis.verdict == "pass"
+    assert rollback.analysis is not None
+    assert rollback.analysis.verdict == "pass"
 
 
 def test_alert_only_says_so() -> None:
@@ -120,7 +122,8 @@ def test_a_canary_whose_inputs_drift_from_its_own_reference_fails_its_drift_chec
         by_version = {1: live_traffic(1, 0.0, seed), 3: live_traffic(3, 0.0, 100 + seed)}
         decisions = decide(model, by_version, policy(), history, NOW)
         canary = next(d for d in decisions if d.version == 3)
-        assert canary.analysis is not None and canary.analysis.drift is not None
+        assert canary.analysis is not None
+        assert canary.analysis.drift is not None
         if canary.action == "rollback":
             break
         history = replace(
@@ -138,7 +141,8 @@ def test_drift_off_or_without_a_reference_is_not_judged() -> None:
                        (replace(PRODUCTION, references={}), policy())):  # fmt: skip
         [d] = decide(model, drifted, pol, History(), NOW)
         assert d.action == "nothing"
-        assert d.analysis is not None and d.analysis.drift is None
+        assert d.analysis is not None
+        assert d.analysis.drift is None
 
 
 def test_stored_policies_with_the_old_drift_keys_still_load() -> None:

@@ -39,9 +39,12 @@ def test_a_half_sigma_shift_in_one_feature_is_confirmed_within_a_few_windows() -
     assert first < 3
     alarm = results[first].alarms
     assert [a.name for a in alarm] == ["charges"]
-    assert alarm[0].threshold is not None and alarm[0].cusum >= alarm[0].threshold
-    assert alarm[0].psi is not None and alarm[0].psi > 0.1
-    assert alarm[0].p_holm is not None and alarm[0].p_holm < 1e-6
+    assert alarm[0].threshold is not None
+    assert alarm[0].cusum >= alarm[0].threshold
+    assert alarm[0].psi is not None
+    assert alarm[0].psi > 0.1
+    assert alarm[0].p_holm is not None
+    assert alarm[0].p_holm < 1e-6
 
 
 def test_a_trivial_shift_in_huge_windows_is_significant_but_never_an_alarm() -> None:
