@@ -116,7 +116,8 @@ class VersionReference:
         prediction_reference: Mapping[str, Any] | None = None,
     ) -> VersionReference:
         stats = reference_stats if isinstance(reference_stats, Mapping) else {}
-        features = stats.get("features") if isinstance(stats.get("features"), Mapping) else {}
+        raw = stats.get("features")
+        features: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         order = stats.get("inputs") or list(features)
         detectors = []
         for name in order:

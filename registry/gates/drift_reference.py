@@ -82,7 +82,7 @@ def _input_width(signature: Mapping[str, Any] | None) -> int | None:
         return None
     if len(specs) != 1:
         return None
-    shape = (specs[0].get("tensor-spec") or {}).get("shape") or ()
+    shape = list((specs[0].get("tensor-spec") or {}).get("shape") or [])
     return int(shape[-1]) if len(shape) == 2 and int(shape[-1]) > 0 else None
 
 

@@ -178,7 +178,11 @@ def test_unchanged_traffic_then_a_shifted_materialization_rolls_back_on_drift(
     assert not load.failures, load.failures[:5]
     assert load.count() == load.sent
     assert {a.status for a in load.answers} == {200}, [a.error for a in load.answers][:5]
-    assert {a.version for a in load.answers[settled:]} == {"1"}
+    # After both replicas switched, only requests already in flight (one per load thread at
+    # most) may still be answered by the version that took them.
+    late = [a for a in load.answers[settled:] if a.version != "1"]
+    assert len(late) <= load.threads, late
+    assert load.answers[-1].version == "1"
     evidence = rollback.evidence or {}
     assert rollback.subject == f"{NAME}@2"
     assert evidence["rolled_back_to"] == 1
