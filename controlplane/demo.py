@@ -88,7 +88,7 @@ gates:
   drift_reference: true
 canary: {percent: 10}
 slo: {p99_ms: 50, max_error_rate: 0.01}
-drift: {action: rollback, target_run_length: 10000, min_psi: 0.05}
+drift: {action: rollback, target_run_length: 100000, min_psi: 0.05}
 """
 
 

@@ -14,8 +14,8 @@ average run length (windows between false alarms) when live traffic follows the 
 2. Run length: for each bootstrap copy, the CUSUM's average run length at threshold ``h``
    follows from the increments' distribution by Brook and Evans' Markov chain (``s``
    discretized into ``STATES`` cells; solve ``(I - Q) L = 1``). The tail of the increments
-   is never taken thinner than the test's nominal N(0, 1) (scaled by the share of windows
-   past the floor), so the few windows a finite simulation can't show still count.
+   is never taken thinner than the smaller of the test's nominal N(0, 1) tail and the share
+   of windows past the floor, so the few windows a finite simulation can't show still count.
 3. Solve: the false-alarm rate averaged over the copies, mean(1 / ARL), equals
    1 / ``target``; bisection on ``h``.
 
@@ -187,7 +187,8 @@ def js_distance_many(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
 # -- run length -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _TailModel:
-    """An increment distribution: the simulated one, its upper tail floored by the nominal."""
+    """An increment distribution: the simulated one, its upper tail floored by
+    min(nominal N(0, 1) tail, share of windows past the effect floor)."""
 
     sorted_increments: np.ndarray
     gate_share: float
@@ -198,7 +199,8 @@ class _TailModel:
         x = self.sorted_increments
         empirical = 1.0 - np.searchsorted(x, t, side="right") / x.size
         nominal = 0.5 * _erfc((np.atleast_1d(t) + self.k) / math.sqrt(2.0))
-        floor = np.where(t > 0, nominal * self.gate_share, 0.0)
+        # A window past the floor usually scores high: bound the pair by its likelier part.
+        floor = np.where(t > 0, np.minimum(nominal, self.gate_share), 0.0)
         return np.maximum(empirical, floor)
 
 

@@ -72,7 +72,7 @@ def test_confirmed_drift_rolls_the_champion_back_naming_the_evidence() -> None:
     assert charges["status"] == "drift"
     assert charges["cusum"] >= charges["threshold"]
     assert {"psi", "js", "p_value", "p_holm"} <= set(charges)
-    assert "one false alarm per 10000 windows" in rollback.evidence["thresholds"]
+    assert "one false alarm per 100000 windows" in rollback.evidence["thresholds"]
     # The champion's SLO verdict is its own: drift is not an SLO breach.
     assert rollback.analysis is not None
     assert rollback.analysis.verdict == "pass"
