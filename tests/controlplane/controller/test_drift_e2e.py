@@ -200,6 +200,19 @@ def test_unchanged_traffic_then_a_shifted_materialization_rolls_back_on_drift(
     assert report["conclusion"]["confirmed"]
     charges = next(d for d in report["detectors"] if d["name"] == "charges")
     assert max(p for p in charges["series"]["psi"] if p is not None) > 0.2
+    # ... and the same over the control API.
+    from fastapi.testclient import TestClient
+
+    from controlplane.api.app import create_app
+
+    token = world.cp.tokens.create("viewer", "viewer", "test")[1]
+    with TestClient(create_app(world.cp)) as client:
+        response = client.get(
+            f"/v1/models/{NAME}/versions/2/drift", params={"windows": 60},
+            headers={"Authorization": f"Bearer {token}"},
+        )  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["conclusion"] == report["conclusion"]
 
 
 def _judged(analysis: dict) -> bool:
