@@ -15,7 +15,7 @@ from typing import Any
 from registry.gates.base import GateContext, GateResult
 from registry.gates.schema import input_specs
 
-THRESHOLD = "one feature per model input"
+THRESHOLD = "= model inputs"  # one feature per input column, in input order
 FIX = (
     "re-register with --training-data and --feature-service (its features are the inputs) "
     "or --features a,b,c, so the reference covers exactly the model's inputs"
