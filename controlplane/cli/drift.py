@@ -28,9 +28,7 @@ TICKS = "▁▂▃▄▅▆▇█"
 def drift(env: Env, ref: str, windows: int, as_json: bool) -> None:
     """Drift of REF (NAME@VERSION or NAME@ALIAS): per input feature and for predictions,
     PSI over the last windows, the latest statistics, the CUSUM against its threshold."""
-    from controlplane.drift.report import drift_report
-
-    report = drift_report(env.cp, ref, windows)
+    report = env.service.drift(ref, windows)
     if as_json:
         emit_json(report)
         return

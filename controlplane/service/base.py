@@ -108,6 +108,10 @@ class ControlService(Protocol):
         """The serving replicas' report windows of NAME or NAME@VERSION (or alias), newest first."""
         ...
 
+    def drift(self, ref: str, windows: int = 20) -> Json:
+        """A version's drift over its last ``windows`` analyses (controlplane.drift.report)."""
+        ...
+
     # -- deployments and rollouts --------------------------------------------------------------
     def deployments(self, name: str | None = None) -> list[Json]:
         """What is live (every model, or NAME: empty when registered but never deployed)."""

@@ -148,6 +148,11 @@ class LocalService:
         return as_json(serving_windows(self.cp.sessions, name, version, limit))
 
     # -- deployments and rollouts --------------------------------------------------------------
+    def drift(self, ref: str, windows: int = 20) -> Json:
+        from controlplane.drift.report import drift_report
+
+        return as_json(drift_report(self.cp, ref, windows))
+
     def deployments(self, name: str | None = None) -> list[Json]:
         from controlplane.deployments import deployments
 

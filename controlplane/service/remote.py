@@ -174,6 +174,12 @@ class RemoteService:
             params["version"] = version
         return self._get(f"/v1/models/{_seg(name)}/windows", params=params)
 
+    def drift(self, ref: str, windows: int = 20) -> Json:
+        name, version = self._numbered(ref)
+        return self._get(
+            f"/v1/models/{_seg(name)}/versions/{version}/drift", params={"windows": windows}
+        )
+
     # -- deployments and rollouts --------------------------------------------------------------
     def deployments(self, name: str | None = None) -> list[Json]:
         if name is None:
