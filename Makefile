@@ -37,11 +37,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
+	$(PIP) install -e ".[bench]" 2> >(grep -v "is ignored: it is neither" >&2)
 	$(BIN)/python benchmarks/registry_bench.py
 	$(BIN)/python benchmarks/features_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
 	$(BIN)/python benchmarks/rollback_bench.py
 	$(BIN)/python benchmarks/serving_gpu.py
+	$(BIN)/python benchmarks/drift_bench.py
 
 clean:
 	rm -rf .mlcp .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from controlplane.db.engine import check_connection, make_engine
 from controlplane.db.lineage_store import DbLineageStore
 from controlplane.db.migrate import ensure_schema
+from controlplane.registration import RegistrationRules
 from controlplane.settings import Settings, load_settings
 from registry import Registrar
 
@@ -47,7 +48,10 @@ class ControlPlane:
             raise
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
         self.lineage = DbLineageStore(self.sessions)
-        self.registry = Registrar(self.lineage, self._mlflow_backend)
+        # Every registration (CLI, API, Python) meets the same rules: see registration.py.
+        self.registry = Registrar(
+            self.lineage, self._mlflow_backend, rules=RegistrationRules(lambda: self.features)
+        )
 
     # Each service is built (and its module imported) on first use: a command pays only for
     # what it touches (`mlcp audit list` needs none of them; `mlcp promote` no Feast).

@@ -88,7 +88,7 @@ gates:
   drift_reference: true
 canary: {percent: 10}
 slo: {p99_ms: 50, max_error_rate: 0.01}
-drift: {psi_max: 0.2, consecutive_windows: 3}
+drift: {action: rollback, target_run_length: 100000, min_psi: 0.05}
 """
 
 
@@ -237,7 +237,7 @@ def _register(
     epochs: int,
     hidden: int,
 ) -> tuple[ModelVersion, np.ndarray]:
-    from registry import RegistrationRequest, TrainingData
+    from registry import RegistrationRequest
     from registry.code_version import detect_code_version
 
     fp = training.fingerprint
@@ -251,8 +251,11 @@ def _register(
             params={"epochs": str(epochs), "hidden": str(hidden), "lr": "0.02", "seed": str(SEED)},
             metrics=metrics,
             feature_service=SERVICE,
-            training_data=TrainingData(fp.sha256, fp.rows, str(path), fp.columns),
-            reference_stats=training.reference_stats,
+            # The registration rules fingerprint these rows and keep the statistics of the
+            # service's five features (not the key, timestamp or label) and of the outputs.
+            training_frame=training.frame,
+            training_source=str(path),
+            label=LABEL,
             code_version=detect_code_version(),
             registered_by=cp.settings.actor,
             idempotency_key=f"demo-{flavour}-{fp.sha256[:16]}",

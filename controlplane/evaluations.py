@@ -1,7 +1,9 @@
 """Evaluating model versions on labelled data; the metrics go to MLflow and ``mlcp_evaluations``.
 
 A candidate is evaluated together with its model's champion on the same rows (the same
-dataset fingerprint), so a champion gate compares like with like.
+dataset fingerprint), so a champion gate compares like with like. The candidate's outputs on
+those rows become its prediction reference (what prediction drift compares live outputs
+with), replacing the one taken from its training rows at registration.
 
     candidate, champion = cp.evaluations.evaluate("churn@3", Path("eval.parquet"), "churned")
     cp.evaluations.latest("churn", 3, candidate.dataset_fingerprint)
@@ -19,7 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane import audit
-from controlplane.db.models import EvaluationRow, ModelRow
+from controlplane.db.models import EvaluationRow, ModelRow, ModelVersionRow
+from controlplane.references import prediction_reference
 from registry import InvalidEvaluationData, ModelRef, ModelVersion, Registrar
 from registry.evaluation import Evaluation, Task, check_task, evaluate_frame, feature_matrix
 
@@ -91,7 +94,7 @@ class EvaluationService:
         # Absolute: gates read the rows back later, from whatever directory they run in.
         dataset = _Dataset(frame, fingerprint, str(data.resolve()), label, task, feature_columns)
         who = actor or self.actor
-        candidate_eval = self._evaluate_version(candidate, dataset, who, progress)
+        candidate_eval = self._evaluate_version(candidate, dataset, who, progress, outputs=True)
 
         champion_version = self._champion_version(candidate.name)
         if champion_version is None or champion_version == candidate.version:
@@ -125,7 +128,12 @@ class EvaluationService:
 
     # -- internals ----------------------------------------------------------------------------
     def _evaluate_version(
-        self, version: ModelVersion, dataset: _Dataset, actor: str, progress: Progress
+        self,
+        version: ModelVersion,
+        dataset: _Dataset,
+        actor: str,
+        progress: Progress,
+        outputs: bool = False,
     ) -> Evaluation:
         backend = self.registrar.backend
         progress(f"loading {version.ref}")
@@ -134,6 +142,12 @@ class EvaluationService:
         metrics = evaluate_frame(
             model, dataset.frame, dataset.label, dataset.task, dataset.feature_columns
         )
+        reference = None
+        if outputs:
+            features, _, _ = feature_matrix(dataset.frame, dataset.label, dataset.feature_columns)
+            reference = prediction_reference(
+                model, features, "evaluation", dataset.fingerprint.sha256
+            )
         fp = dataset.fingerprint
         run_id = backend.log_evaluation(
             version.name,
@@ -157,6 +171,8 @@ class EvaluationService:
         )
         with self.sessions.begin() as session:
             session.add(_to_row(evaluation, actor, self.clock()))
+            if reference is not None:
+                _record_prediction_reference(session, version, reference, actor, self.clock)
         progress(f"evaluated {version.ref}: MLflow run {run_id}")
         return evaluation
 
@@ -164,6 +180,35 @@ class EvaluationService:
         with self.sessions() as session:
             row = session.get(ModelRow, name)
             return None if row is None else row.champion_version
+
+
+def _record_prediction_reference(
+    session: Session,
+    version: ModelVersion,
+    reference: dict[str, object],
+    actor: str,
+    clock: Callable[[], datetime],
+) -> None:
+    """The version's outputs on its evaluation rows become its prediction reference."""
+    row = session.execute(
+        select(ModelVersionRow).where(
+            ModelVersionRow.model_name == version.name,
+            ModelVersionRow.version == version.version,
+        )
+    ).scalar_one()
+    before = row.prediction_reference
+    row.prediction_reference = reference
+    keys = ("source", "dataset_fingerprint", "rows")
+    audit.append(
+        session,
+        actor=actor,
+        action="model.prediction_reference",
+        subject=version.ref,
+        before={k: before.get(k) for k in keys} if before else None,
+        after={k: reference.get(k) for k in keys},
+        reason="the model's outputs on its evaluation rows, for prediction drift",
+        clock=clock,
+    )
 
 
 def _to_row(evaluation: Evaluation, actor: str, now: datetime) -> EvaluationRow:

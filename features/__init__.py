@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from features.online_direct import DirectOnlineBackend, online_backend
     from features.online_feast import FeastOnlineBackend
     from features.quality import QualityReport, schema_expectations, validate_frame
-    from features.reference import reference_statistics
+    from features.reference import bin_index, numeric_statistics, reference_statistics
     from features.refs import VersionedRef
     from features.training import TrainingSet, training_set
 
@@ -107,6 +107,8 @@ _WHERE = {
     "load_definitions": "features.definitions",
     "read_dataset": "features.fingerprint",
     "reference_statistics": "features.reference",
+    "bin_index": "features.reference",
+    "numeric_statistics": "features.reference",
     "schema_expectations": "features.quality",
     "training_set": "features.training",
     "validate_frame": "features.quality",
@@ -147,9 +149,11 @@ __all__ = [
     "TrainingSet",
     "VersionedRef",
     "ViewInfo",
+    "bin_index",
     "fingerprint_file",
     "fingerprint_frame",
     "load_definitions",
+    "numeric_statistics",
     "online_backend",
     "read_dataset",
     "reference_statistics",

@@ -58,11 +58,11 @@ def training_set(
             "entity frame", f"columns {clashes} are also features of {service}; rename them"
         )
     frame = repo.historical(service, entity_df)
-    exclude = (*info.join_keys, TIMESTAMP, *label_columns)
     return TrainingSet(
         frame=frame,
         fingerprint=fingerprint_frame(frame),
-        reference_stats=reference_statistics(frame, exclude=exclude),
+        # Exactly the service's features, in its order: what a model pinned to it takes.
+        reference_stats=reference_statistics(frame, columns=info.feature_names),
         service=service,
         features=info.feature_names,
     )

@@ -22,7 +22,12 @@ from registry.errors import (
 from registry.lineage import Intent, LineageStore, ModelVersion, PendingRegistration, TrainingData
 from registry.process import ProcessIdentity
 from registry.refs import ModelRef, validate_model_name
-from registry.registration import MODEL_FORMATS, Registrar, RegistrationRequest
+from registry.registration import (
+    MODEL_FORMATS,
+    Registrar,
+    RegistrationRequest,
+    RegistrationRules,
+)
 
 __all__ = [
     "MODEL_FORMATS",
@@ -42,6 +47,7 @@ __all__ = [
     "RegistrationFailed",
     "RegistrationInProgress",
     "RegistrationRequest",
+    "RegistrationRules",
     "RegistryError",
     "RegistryUnavailable",
     "TrainingData",

@@ -51,6 +51,9 @@ class ModelVersion:
     request_fingerprint: str | None = None
     # Per-feature statistics of the training data, for drift detection: see features.reference.
     reference_stats: Mapping[str, Any] | None = None
+    # The distribution of its outputs on its evaluation or training set, for prediction
+    # drift: ``{"source": "evaluation", "dataset_fingerprint": ..., "output": {...}}``.
+    prediction_reference: Mapping[str, Any] | None = None
 
     @property
     def ref(self) -> str:

@@ -18,9 +18,9 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -69,6 +69,15 @@ class RegistrationRequest:
     description: str | None = None
     model_format: str = "pt2"
     reference_stats: Mapping[str, Any] | None = None  # per-feature training statistics
+    # The model's input columns in order, when no feature service names them.
+    input_names: tuple[str, ...] = ()
+    # The training rows (a pandas DataFrame), when the caller has them: the control plane's
+    # rules derive the fingerprint, the reference statistics and the prediction reference.
+    training_frame: Any = None
+    training_source: str | None = None  # where those rows came from (a path), for lineage
+    label: str | None = None  # the training frame's label column (never an input)
+    # The version's outputs on its training or evaluation rows, for prediction drift.
+    prediction_reference: Mapping[str, Any] | None = None
 
     def validate(self) -> None:
         import torch  # lazily: reads of the registry never pay torch's import
@@ -108,6 +117,8 @@ class RegistrationRequest:
             raise InvalidRegistration("model_format", f"use one of {', '.join(MODEL_FORMATS)}")
         if self.idempotency_key is not None and not 1 <= len(self.idempotency_key) <= 200:
             raise InvalidRegistration("idempotency_key", "must be 1-200 characters")
+        if self.input_names and len(set(self.input_names)) != len(self.input_names):
+            raise InvalidRegistration("input_names", "name each input column once")
 
     def fingerprint(self) -> str:
         """Digest of the content: equal requests (a CI retry) give equal fingerprints."""
@@ -127,6 +138,17 @@ class RegistrationRequest:
                 "description": self.description,
             }
         )
+
+
+class RegistrationRules(Protocol):
+    """What the control plane demands of every new version before it is registered (the
+    pinned feature service exists, the reference covers exactly the model's inputs): one
+    implementation, applied whichever door the request came in by (CLI, REST API, Python)."""
+
+    def prepare(self, request: RegistrationRequest, progress: Progress) -> RegistrationRequest:
+        """The request as it will be registered, or `InvalidRegistration` saying what to
+        change."""
+        ...
 
 
 @dataclass
@@ -159,8 +181,10 @@ class Registrar:
         store: LineageStore,
         backend_factory: Callable[[], MlflowBackend],
         pip_requirements: list[str] | None = None,
+        rules: RegistrationRules | None = None,
     ) -> None:
         self.store = store
+        self.rules = rules
         self._backend_factory = backend_factory
         self._backend: MlflowBackend | None = None
         self._pip_requirements = pip_requirements
@@ -211,6 +235,10 @@ class Registrar:
     ) -> ModelVersion:
         """Register ``request`` or leave nothing behind. Returns the (possibly existing) version."""
         request.validate()
+        if self.rules is not None:
+            request = self.rules.prepare(request, progress)
+        elif request.training_frame is not None:
+            request = replace(request, training_frame=None)  # only the rules read it
         fingerprint = request.fingerprint()
         registration_id = uuid.uuid4().hex
         intent = PendingRegistration(
@@ -302,6 +330,7 @@ class Registrar:
                 idempotency_key=request.idempotency_key,
                 request_fingerprint=fingerprint,
                 reference_stats=request.reference_stats,
+                prediction_reference=request.prediction_reference,
             )
             self.store.complete(registration_id, version)
         except BaseException as exc:

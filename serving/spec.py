@@ -42,7 +42,9 @@ class ModelSpec:
     ``feature_names`` are the input columns in order, named as the pinned feature service
     names them; ``reference`` is the training data's reference statistics
     (``{"rows": n, "features": {name: {"histogram": {"edges": [...]}, ...}}}``), whose bin
-    edges the window sketches reuse so drift can be computed against them.
+    edges the window sketches reuse so drift can be computed against them;
+    ``prediction_reference`` is the same for the model's first output
+    (``{"output": {"histogram": {"edges": [...]}}, ...}``).
     """
 
     name: str
@@ -53,6 +55,7 @@ class ModelSpec:
     feature_names: tuple[str, ...] = ()
     reference: Mapping[str, Any] | None = None
     allow_nan: bool = False
+    prediction_reference: Mapping[str, Any] | None = None
 
     @property
     def ref(self) -> str:

@@ -4,7 +4,7 @@ Each replica cuts, every ``window_s``, one `Window` per served version: request 
 counts, a latency histogram, and sketches of the features it was given and the predictions
 it made. A feature's histogram reuses the bin edges of the version's training reference
 (``ModelSpec.reference``), so the controller can compute PSI / KS / Jensen-Shannon against
-it without the raw values.
+it without the raw values; the prediction sketch reuses the prediction reference's edges.
 
     recorder = WindowRecorder(spec, role="champion", replica="host:42")
     recorder.record_batch(inputs, outputs)      # compute thread: keeps references, O(1)
@@ -55,8 +55,8 @@ def outcome_of(status: int) -> str:
     return ERROR if status >= 500 else CLIENT_ERROR
 
 
-# Predictions have no training reference yet: ten bins over [0, 1] suit probabilities, and
-# the moments (mean, std, min, max) describe any other output.
+# For a version without a prediction reference (registered without training rows, never
+# evaluated): ten bins over [0, 1] suit probabilities, and the moments describe any output.
 PREDICTION_EDGES = tuple(i / 10 for i in range(11))
 
 
@@ -169,6 +169,13 @@ class _Column:
         )
 
 
+def prediction_edges(spec: ModelSpec) -> tuple[float, ...]:
+    """The prediction reference's bin edges (its deciles), else `PREDICTION_EDGES`."""
+    output = (spec.prediction_reference or {}).get("output") or {}
+    edges = tuple(float(e) for e in (output.get("histogram") or {}).get("edges", ()))
+    return edges if len(edges) > 1 else PREDICTION_EDGES
+
+
 def feature_edges(spec: ModelSpec) -> list[tuple[str, tuple[float, ...]]]:
     """(name, bin edges) per input column: the reference's edges where it has them."""
     reference = (spec.reference or {}).get("features", {})
@@ -195,6 +202,7 @@ class WindowRecorder:
         self.spec, self.role, self.replica = spec, role, replica
         self.max_rows = max_rows
         self._edges = feature_edges(spec)
+        self._prediction_edges = prediction_edges(spec)
         self._lock = threading.Lock()
         self._reset(started_at)
 
@@ -242,7 +250,7 @@ class WindowRecorder:
             latency, started_at = tuple(self._latency), self._started_at
             self._reset(now)
         features = {name: _Column(edges) for name, edges in self._edges}
-        predictions = _Column(PREDICTION_EDGES)
+        predictions = _Column(self._prediction_edges)
         if batches:
             inputs = torch.cat([b[0] for b in batches]).to("cpu", torch.float64)
             outputs = torch.cat([b[1].reshape(b[1].shape[0], -1)[:, :1] for b in batches])

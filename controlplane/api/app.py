@@ -73,6 +73,7 @@ class TrainingDataBody(_Body):
     fingerprint: str = Field(min_length=8, max_length=64)
     rows: int = Field(ge=0)
     source: str | None = None
+    columns: list[str] = Field(default_factory=list, max_length=10_000)
 
 
 class RegisterBody(_Body):
@@ -83,7 +84,18 @@ class RegisterBody(_Body):
     params: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     feature_service: str | None = None
+    input_names: list[str] = Field(
+        default_factory=list, description="the inputs in order, without a feature service"
+    )
     training_data: TrainingDataBody | None = None
+    reference_stats: dict[str, Any] | None = Field(
+        default=None,
+        description="features.reference_statistics(...) of the training set: aligned with the "
+        "model's inputs at registration (keys, timestamps and labels dropped), or refused",
+    )
+    prediction_reference: dict[str, Any] | None = Field(
+        default=None, description="the distribution of the model's outputs on its training set"
+    )
     code_version: str | None = None
     idempotency_key: str | None = None
     description: str | None = None
@@ -249,6 +261,19 @@ def create_app(cp: ControlPlane) -> FastAPI:
 
         return serving_windows(cp.sessions, validate_model_name(name), version, limit)
 
+    @app.get("/v1/models/{name}/versions/{version}/drift")
+    def drift(
+        name: str,
+        version: str,
+        _: Reader,
+        windows: Annotated[int, Query(ge=1, le=1000)] = 20,
+    ) -> dict[str, Any]:
+        """Each detector's statistics over the version's recent analysis windows, and what
+        the drift detector concluded (what `mlcp drift NAME@V --json` prints)."""
+        from controlplane.drift.report import drift_report
+
+        return drift_report(cp, ref(name, version), windows)
+
     @app.get("/v1/audit")
     def audit_list(
         _: Reader,
@@ -307,7 +332,12 @@ def _register(cp: ControlPlane, name: str, body: RegisterBody, actor: str) -> An
             params=body.params,
             metrics=body.metrics,
             feature_service=body.feature_service,
-            training_data=TrainingData(td.fingerprint, td.rows, td.source) if td else None,
+            input_names=tuple(body.input_names),
+            training_data=TrainingData(td.fingerprint, td.rows, td.source, tuple(td.columns))
+            if td
+            else None,
+            reference_stats=body.reference_stats,
+            prediction_reference=body.prediction_reference,
             code_version=body.code_version,
             registered_by=actor,
             idempotency_key=body.idempotency_key,

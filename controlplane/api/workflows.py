@@ -44,6 +44,7 @@ class RegistrationBody(_Body):
     training_data: str | None = _upload_id(default=None)
     label: str | None = None
     feature_service: str | None = None
+    input_names: list[str] = Field(default_factory=list, max_length=10_000)
     params: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     code_version: str | None = Field(default=None, max_length=200)
@@ -76,6 +77,7 @@ def register(body: RegistrationBody, request: Request, who: Registrant) -> dict[
         training_data=store.path(body.training_data) if body.training_data else None,
         label=body.label,
         feature_service=body.feature_service,
+        input_names=tuple(body.input_names),
         params=body.params,
         metrics=body.metrics,
         code_version=body.code_version,

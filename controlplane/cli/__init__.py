@@ -141,6 +141,7 @@ def _register_commands() -> None:
         db,
         demo,
         deployments,
+        drift,
         evaluate,
         features,
         lineage,
@@ -168,6 +169,7 @@ def _register_commands() -> None:
     cli.add_command(shadow.shadow)
     cli.add_command(controller.controller)
     cli.add_command(deployments.deployments)
+    cli.add_command(drift.drift)
     cli.add_command(rollback.rollback)
     cli.add_command(rollback.canary)
     for command in (promote.promote, promote.approve, promote.reject, promote.gates):

@@ -112,6 +112,15 @@ def _metrics(values: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def _names(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise click.BadParameter("name at least one column, e.g. a,b,c", param_hint="--features")
+    return names
+
+
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
 
@@ -130,9 +139,23 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
     required=True,
     help="a batch of >= 2 inputs: .npy, or the numeric columns of .parquet/.csv",
 )
-@click.option("--training-data", type=_FILE, help="the training set (.parquet/.csv) to fingerprint")
-@click.option("--label", help="the training data's label column (kept out of drift statistics)")
-@click.option("--feature-service", help="the feature service version trained on, NAME@VERSION")
+@click.option(
+    "--training-data",
+    type=_FILE,
+    help="the training set (.parquet/.csv): fingerprinted, and its inputs' statistics kept for "
+    "drift",
+)
+@click.option("--label", help="the training data's label column (never an input)")
+@click.option(
+    "--feature-service",
+    help="the feature service version trained on, NAME@VERSION: its features are the inputs",
+)
+@click.option(
+    "--features",
+    "input_names",
+    metavar="A,B,C",
+    help="the model's input columns, in order (without --feature-service)",
+)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="a training parameter")
 @click.option("--metric", "metrics", multiple=True, metavar="KEY=VALUE", help="a metric (number)")
 @click.option("--code-version", help="default: the git commit of the current directory")
@@ -156,6 +179,7 @@ def register(
     training_data: Path | None,
     label: str | None,
     feature_service: str | None,
+    input_names: str | None,
     params: tuple[str, ...],
     metrics: tuple[str, ...],
     code_version: str | None,
@@ -164,7 +188,10 @@ def register(
     model_format: str,
     as_json: bool,
 ) -> None:
-    """Register a PyTorch model as a new version of NAME, with its lineage."""
+    """Register a PyTorch model as a new version of NAME, with its lineage.
+
+    With --training-data, the version's reference statistics cover exactly the model's
+    inputs (the feature service's features, or --features), in input order."""
     from registry.code_version import detect_code_version
 
     version = env.service.register(
@@ -175,6 +202,7 @@ def register(
             training_data=training_data,
             label=label,
             feature_service=feature_service,
+            input_names=_names(input_names),
             params=_pairs(params, "param"),
             metrics=_metrics(metrics),
             code_version=code_version or detect_code_version(),

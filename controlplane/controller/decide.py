@@ -17,6 +17,14 @@ windows, then decides:
   recent passing analyses); ``breach_windows`` failed analyses in a row confirm a breach,
   which rolls back to the previous good version (``rollback.on_breach: alert`` only says
   so). With no healthy fallback, or past ``rollback.max_per_hour``, it holds and says why.
+- **Drift.** Every analysis also compares each live version's inputs and predictions with
+  its own reference (``controlplane.drift``: statistics per feature, a calibrated CUSUM
+  over windows). A canary whose drift is confirmed fails its ``drift`` check. A champion
+  whose drift is confirmed (and whose SLO holds) gets ``drift.action``: ``alert``,
+  ``rollback`` to the previous good version, or ``rollback_to_best_match``: the earlier
+  good version whose training reference is closest to live traffic (held when none is
+  closer than the champion's own). The evidence names the detectors, their statistics,
+  thresholds and windows.
 
 Nothing here reads a clock, a database or the network: the loop in
 ``controlplane.controller.loop`` gathers the inputs and carries the decision out.
@@ -38,6 +46,7 @@ from controlplane.controller.checks import (
     p99_versus,
 )
 from controlplane.controller.traffic import Traffic
+from controlplane.drift import DriftAnalysis, VersionReference, analyse_drift, reference_distances
 from controlplane.policy import Policy
 
 Action = Literal["rollback", "promote", "advance", "hold", "alert", "nothing"]
@@ -60,6 +69,9 @@ class LiveModel:
     # Every replica that serves the model serves this revision (from their heartbeats). While
     # they converge, too little traffic is no finding: the canary may not be loaded yet.
     converged: bool = True
+    # Drift: the live versions' references, and the earlier good versions' (best match).
+    references: Mapping[int, VersionReference] = field(default_factory=dict)
+    alternatives: tuple[VersionReference, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,8 @@ class History:
     baseline_windows: int = 0
     rollbacks: tuple[datetime, ...] = ()  # the controller's rollbacks of this model, recent
     rolled_back: frozenset[int] = frozenset()  # versions the controller rolled back before
+    # Each live version's drift detectors (their CUSUMs) after its last analysis.
+    drift: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
 
     def rollbacks_since(self, since: datetime) -> int:
         return sum(1 for at in self.rollbacks if at > since)
@@ -92,6 +106,7 @@ class Analysis:
     traffic: Traffic
     checks: tuple[Check, ...]
     min_requests: int
+    drift: DriftAnalysis | None = None
 
     @property
     def failures(self) -> tuple[Check, ...]:
@@ -105,6 +120,7 @@ class Analysis:
             "min_requests": self.min_requests,
             "traffic": self.traffic.summary(),
             "checks": [c.to_dict() for c in self.checks],
+            "drift": self.drift.to_dict() if self.drift is not None else None,
         }
 
 
@@ -121,7 +137,8 @@ class Decision:
     target: int | None = None  # rollback: the version to return to; advance: the weight
     evidence: Mapping[str, Any] = field(default_factory=dict)
     # Why a hold or alert, as a stable word (no_fallback, rollback_cap, too_little_traffic,
-    # rolled_back_before, auto_promote_off, alert_only): said once per revision and code.
+    # rolled_back_before, auto_promote_off, alert_only, drift_alert, no_better_match): said
+    # once per revision and code.
     code: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,9 +162,12 @@ def analyse(
     policy: Policy,
     reference: Traffic | None,
     against: str,
+    drift_reference: VersionReference | None = None,
+    drift_state: Mapping[str, float] | None = None,
 ) -> Analysis:
     """Run one version's checks: the SLO, and against ``reference`` (the champion over the
-    same windows, or the champion's own baseline; None: no comparison yet)."""
+    same windows, or the champion's own baseline; None: no comparison yet). With a
+    ``drift_reference``, drift is judged too; for a canary it is one of its checks."""
     slo = policy.slo
     checks = [
         error_rate_slo(traffic, slo.max_error_rate, slo.alpha),
@@ -163,6 +183,15 @@ def analyse(
             error_rate_versus(traffic, reference, against, slo.alpha),
             p99_versus(traffic, reference, against, ratio, slo.min_p99_increase_ms, slo.alpha),
         ]
+    drift = None
+    if policy.drift.enabled and drift_reference is not None and drift_reference.detectors:
+        sketches = traffic.sketches
+        drift = analyse_drift(
+            drift_reference, sketches.features, sketches.predictions, policy.drift,
+            drift_state or {},
+        )  # fmt: skip
+        if role == "challenger" and policy.drift.canary:
+            checks.append(drift_check(drift))
     minimum = policy.canary.min_requests if role == "challenger" else slo.min_requests
     verdicts = {c.verdict for c in checks}
     verdict: Verdict
@@ -172,7 +201,21 @@ def analyse(
         verdict = "inconclusive"
     else:
         verdict = "pass"
-    return Analysis(version, role, verdict, traffic, tuple(checks), minimum)
+    return Analysis(version, role, verdict, traffic, tuple(checks), minimum, drift)
+
+
+def drift_check(drift: DriftAnalysis) -> Check:
+    """A canary's drift as a check: failed once a detector confirms drift; skipped (not
+    inconclusive: it never holds a canary) while too few rows were sketched to judge."""
+    verdict: Verdict = "fail" if drift.confirmed else "pass" if drift.judged else "skip"
+    psis = [r.psi for r in drift.results if r.psi is not None]
+    return Check(
+        "drift",
+        verdict,
+        round(max(psis), 5) if psis else None,
+        drift.thresholds(),
+        {"note": drift.describe(), "drifting": [r.name for r in drift.alarms]},
+    )
 
 
 def decide(
@@ -209,17 +252,27 @@ def _watch_champion(
         policy,
         history.baseline if enough_baseline else None,
         "baseline",
+        model.references.get(version),
+        history.drift.get(version),
     )
 
     def decision(
-        action: Action, reason: str, target: int | None = None, code: str | None = None
+        action: Action,
+        reason: str,
+        target: int | None = None,
+        code: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
     ) -> Decision:
         return Decision(
-            model.name, version, action, reason, model.revision, analysis, target, code=code
-        )
+            model.name, version, action, reason, model.revision, analysis, target,
+            evidence or {}, code,
+        )  # fmt: skip
 
     run = (*history.champion_run, analysis.verdict)
     breach = _trailing_failures(run)
+    drift = analysis.drift
+    if analysis.verdict != "fail" and drift is not None and drift.confirmed:
+        return _on_drift(model, analysis, drift, policy, history, now, decision)
     if analysis.verdict != "fail":
         return decision("nothing", f"{analysis.verdict}; no breach")
     needed = policy.slo.breach_windows
@@ -245,6 +298,74 @@ def _watch_champion(
     return decision("rollback", confirmed, target=model.fallback)
 
 
+def _on_drift(
+    model: LiveModel,
+    analysis: Analysis,
+    drift: DriftAnalysis,
+    policy: Policy,
+    history: History,
+    now: datetime,
+    decision: Any,
+) -> Decision:
+    """The champion's confirmed drift, handled as ``drift.action`` says."""
+    action = policy.drift.action
+    confirmed = f"{drift.describe()} over windows {list(analysis.traffic.windows)}"
+    evidence: dict[str, Any] = {"drift": drift.to_dict(), "thresholds": drift.thresholds()}
+    if action == "alert":
+        return decision(
+            "alert", f"{confirmed}; drift.action is alert", code="drift_alert", evidence=evidence
+        )
+    cap = policy.rollback.max_per_hour
+    recent = history.rollbacks_since(now - timedelta(hours=1))
+    if recent >= cap:
+        return decision(
+            "hold",
+            f"{confirmed}; {recent} automatic rollbacks of {model.name} in the last hour "
+            f"(rollback.max_per_hour: {cap}), holding",
+            code="rollback_cap",
+            evidence=evidence,
+        )
+    if action == "rollback":
+        if model.fallback is None:
+            return decision(
+                "hold",
+                f"{confirmed}; no healthy version to roll back to, holding",
+                code="no_fallback",
+                evidence=evidence,
+            )
+        return decision("rollback", confirmed, target=model.fallback, evidence=evidence)
+    # rollback_to_best_match: the earlier good version closest to live traffic.
+    live = analysis.traffic.sketches.features
+    own = model.references.get(analysis.version)
+    distances = reference_distances([*model.alternatives, *([own] if own else [])], live)
+    evidence["reference_distances"] = distances
+    current = distances.get(analysis.version)
+    candidates = {v: d for v, d in distances.items() if v != analysis.version}
+    if not candidates:
+        return decision(
+            "hold",
+            f"{confirmed}; no earlier good version with a reference to roll back to, holding",
+            code="no_fallback",
+            evidence=evidence,
+        )
+    best = min(candidates, key=lambda v: (candidates[v], -v))
+    if current is not None and candidates[best] >= current:
+        return decision(
+            "hold",
+            f"{confirmed}; no earlier good version is closer to live traffic (best "
+            f"{model.name}@{best}: {candidates[best]:.4f}, current {current:.4f}), holding",
+            code="no_better_match",
+            evidence=evidence,
+        )
+    return decision(
+        "rollback",
+        f"{confirmed}; {model.name}@{best}'s reference is closest to live traffic "
+        f"(JS {candidates[best]:.4f} against {current if current is not None else 'n/a'})",
+        target=best,
+        evidence=evidence,
+    )
+
+
 def _judge_canary(
     model: LiveModel,
     traffic: Traffic,
@@ -255,7 +376,10 @@ def _judge_canary(
     version = model.challenger
     assert version is not None
     canary = policy.canary
-    analysis = analyse(version, "challenger", traffic, policy, champion, "champion")
+    analysis = analyse(
+        version, "challenger", traffic, policy, champion, "champion",
+        model.references.get(version), history.drift.get(version),
+    )  # fmt: skip
     step = (*history.step, analysis.verdict)
 
     def decision(

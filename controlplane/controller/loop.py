@@ -172,14 +172,16 @@ class Controller:
 
     def _act(self, live: LiveRow, decision: Decision, decisions: list[Decision]) -> None:
         rollouts, name, model = self.cp.rollouts, live.model.name, live.model
+        failed = [c.name for c in decision.analysis.failures] if decision.analysis else []
+        if "drift" in decision.evidence and "drift" not in failed:
+            failed.append("drift")  # the champion's drift: not an SLO check, still the cause
         evidence = {
             "automatic": True,
             "controller": self.identity,
             "decision": {"action": decision.action, "reason": decision.reason},
-            "failed_checks": [c.name for c in decision.analysis.failures]
-            if decision.analysis
-            else [],
+            "failed_checks": failed,
             "analyses": [d.analysis.to_dict() for d in decisions if d.analysis is not None],
+            **dict(decision.evidence),
         }
         who, why, revision = self.identity, decision.reason, decision.revision
         try:

@@ -66,9 +66,10 @@ class ControllerMetrics:
         elif event.kind in ("rollback", "canary_rollback", "advance", "promote", "alert"):
             self.actions.labels(model, event.kind).inc()
             if event.kind in ("rollback", "canary_rollback"):
-                reason = f"{'canary' if event.kind == 'canary_rollback' else 'slo'}:" + ",".join(
-                    event.detail.get("failed_checks", ()) or ("manual",)
-                )
+                failed = tuple(event.detail.get("failed_checks", ()))
+                cause = "drift" if "drift" in failed else "slo"
+                kind = "canary" if event.kind == "canary_rollback" else cause
+                reason = f"{kind}:" + ",".join(failed or ("manual",))
                 self.rollbacks.labels(model, reason).inc()
             self.holding.labels(model).set(0)
         elif event.kind == "hold":

@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from controlplane import audit
 from controlplane.controller.decide import Decision, History, LiveModel
 from controlplane.controller.traffic import Traffic
-from controlplane.db.models import AnalysisRow, ModelRow, ServingWindowRow
+from controlplane.db.models import AnalysisRow, ModelRow, ModelVersionRow, ServingWindowRow
+from controlplane.drift import VersionReference
+from controlplane.lifecycle import RETIRED
 from controlplane.policy import Policy
 from controlplane.rollout import RolloutService
 from controlplane.serving.windows import replicas
@@ -30,6 +32,7 @@ STALE_AFTER_S = 30.0  # a replica not heard from this long is gone, not behind
 
 STALE = 0  # analysis_id of windows that began before the current traffic split: not judged
 ROLLBACK_ACTIONS = ("model.rollback",)
+ALTERNATIVES = 10  # earlier good versions a best-match rollback chooses among, newest first
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class ControllerStore:
                 .scalars()
                 .all()
             )
+            references = {row.name: _references(session, row) for row in rows}
         return [
             LiveRow(
                 LiveModel(
@@ -102,6 +106,8 @@ class ControllerStore:
                         for r in heard
                         if row.name in r.get("serving", {})
                     ),
+                    references=references[row.name][0],
+                    alternatives=references[row.name][1],
                 ),
                 audit.as_utc(row.step_started_at) if row.step_started_at else None,
             )
@@ -165,6 +171,15 @@ class ControllerStore:
                 for e in audit.entries(session, subject=f"{model.name}@*", action="model.rollback")
                 if (e.evidence or {}).get("automatic")
             ]
+            drift = {
+                version: state
+                for version, role in (
+                    (model.champion, "champion"),
+                    (model.challenger, "challenger"),
+                )
+                if version is not None
+                and (state := _drift_state(session, model.name, version, role, model.revision))
+            }
         baseline = Traffic.merge(
             Traffic.from_dict(body.get("counts", {})) for body in baseline_rows
         )
@@ -176,6 +191,7 @@ class ControllerStore:
             baseline_windows=len(baseline_rows),
             rollbacks=tuple(audit.as_utc(e.ts) for e in rollbacks if audit.as_utc(e.ts) > hour_ago),
             rolled_back=frozenset(int(e.subject.rsplit("@", 1)[1]) for e in rollbacks),
+            drift=drift,
         )
 
     def _verdicts(
@@ -252,6 +268,57 @@ class ControllerStore:
             return [_analysis_dict(r) for r in rows]
 
 
+def _references(
+    session: Session, model: ModelRow
+) -> tuple[dict[int, VersionReference], tuple[VersionReference, ...]]:
+    """The live versions' drift references, and those of the earlier good (retired)
+    versions a best-match rollback may return to."""
+    live = [v for v in (model.champion_version, model.challenger_version) if v is not None]
+    rows = session.execute(
+        select(
+            ModelVersionRow.version,
+            ModelVersionRow.state,
+            ModelVersionRow.reference_stats,
+            ModelVersionRow.prediction_reference,
+        )
+        .where(
+            ModelVersionRow.model_name == model.name,
+            ModelVersionRow.status == "complete",
+            ModelVersionRow.version.in_(live) | (ModelVersionRow.state == RETIRED),
+        )
+        .order_by(ModelVersionRow.version.desc())
+    ).all()
+    references: dict[int, VersionReference] = {}
+    alternatives: list[VersionReference] = []
+    for version, state, stats, predictions in rows:
+        if version in live:
+            references[version] = VersionReference.of(version, stats, predictions)
+        elif state == RETIRED and stats and len(alternatives) < ALTERNATIVES:
+            alternatives.append(VersionReference.of(version, stats, predictions))
+    return references, tuple(alternatives)
+
+
+def _drift_state(
+    session: Session, name: str, version: int, role: str, revision: int
+) -> dict[str, float]:
+    """The version's detectors after its last analysis at this revision (a change of who
+    serves starts them afresh)."""
+    body = session.execute(
+        select(AnalysisRow.body)
+        .where(
+            AnalysisRow.model_name == name,
+            AnalysisRow.version == version,
+            AnalysisRow.role == role,
+            AnalysisRow.revision == revision,
+        )
+        .order_by(AnalysisRow.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    drift = (body or {}).get("drift") or {}
+    state = drift.get("state") if isinstance(drift, dict) else None
+    return {str(k): float(v) for k, v in state.items()} if isinstance(state, dict) else {}
+
+
 def _mark(session: Session, window_ids: list[int], analysis_id: int) -> None:
     if window_ids:
         session.execute(
@@ -278,5 +345,6 @@ def _analysis_dict(row: AnalysisRow) -> dict[str, Any]:
         "controller": row.controller,
         "traffic": body.get("traffic"),
         "checks": body.get("checks", []),
+        "drift": body.get("drift"),
         "decision": body.get("decision"),
     }

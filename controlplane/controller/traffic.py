@@ -4,6 +4,7 @@
     traffic.served, traffic.failed                # requests judged, and those failed
     traffic.p99_s()                               # from the merged latency histogram
     traffic.slower_than(0.05)                     # requests certainly slower than 50 ms
+    traffic.sketches.features["tenure_months"]    # merged feature bins (drift)
 
 Counts add up exactly across replicas; latency histograms add up bin by bin when their
 edges agree (windows cut with other edges count, but not in the histogram).
@@ -12,9 +13,10 @@ edges agree (windows cut with other edges count, but not in the histogram).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from controlplane.controller.sketches import Sketches
 from serving.windows import LATENCY_EDGES_S
 
 
@@ -30,6 +32,7 @@ class Traffic:
     latency_counts: tuple[int, ...] = field(default=(0,) * (len(LATENCY_EDGES_S) + 1))
     windows: tuple[int, ...] = ()  # the window ids merged
     replicas: tuple[str, ...] = ()
+    sketches: Sketches = field(default_factory=Sketches)  # features and predictions, binned
 
     @property
     def served(self) -> int:
@@ -94,19 +97,22 @@ class Traffic:
             latency_counts=latency,
             windows=self.windows + other.windows,
             replicas=tuple(sorted(set(self.replicas) | set(other.replicas))),
+            sketches=self.sketches + other.sketches,
         )
 
     @classmethod
     def of_window(cls, body: Mapping[str, Any], window_id: int) -> Traffic:
         """One window as reported (``serving.windows.Window.to_dict()``)."""
         replica = body.get("replica")
-        return cls.from_dict(
+        counts = cls.from_dict(
             {**body, "windows": [window_id], "replicas": [replica] if replica else []}
         )
+        return replace(counts, sketches=Sketches.of_window(body))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Traffic:
-        """The inverse of `to_dict` (an analysis stores its merged counts this way)."""
+        """The inverse of `to_dict` (an analysis stores its merged counts this way; the
+        sketches are not stored there: an analysis keeps its drift statistics instead)."""
         edges = tuple(float(e) for e in raw.get("latency_edges_s", ())) or LATENCY_EDGES_S
         counts = tuple(int(c) for c in raw.get("latency_counts", ()))
         if len(counts) != len(edges) + 1:

@@ -187,6 +187,9 @@ def _fill(row: ModelVersionRow, v: ModelVersion) -> None:
     row.metrics = dict(v.metrics)
     row.description = v.description
     row.reference_stats = dict(v.reference_stats) if v.reference_stats is not None else None
+    row.prediction_reference = (
+        dict(v.prediction_reference) if v.prediction_reference is not None else None
+    )
 
 
 def _to_version(row: ModelVersionRow) -> ModelVersion:
@@ -223,4 +226,5 @@ def _to_version(row: ModelVersionRow) -> ModelVersion:
         idempotency_key=row.idempotency_key,
         request_fingerprint=row.request_fingerprint,
         reference_stats=row.reference_stats,
+        prediction_reference=row.prediction_reference,
     )

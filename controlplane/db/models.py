@@ -79,6 +79,9 @@ class ModelVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reference_stats: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # The version's outputs on its evaluation (or training) set: what prediction drift
+    # compares with. Set at registration from the training set, replaced by `mlcp evaluate`.
+    prediction_reference: Mapped[dict[str, Any] | None] = mapped_column(Json)
     # When ``state`` last changed: orders former champions for "the previous good version".
     state_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The process that began the registration, so a crashed one is recovered at once.

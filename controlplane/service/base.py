@@ -39,8 +39,9 @@ class RegisterFiles:
     model: Path  # a torch.save()'d module or a torch.export.save()'d program
     input_example: Path  # .npy, or the numeric columns of .parquet/.csv
     training_data: Path | None = None  # .parquet/.csv, fingerprinted with reference statistics
-    label: str | None = None  # the training data's label column, kept out of the statistics
-    feature_service: str | None = None
+    label: str | None = None  # the training data's label column, never an input
+    feature_service: str | None = None  # its features are the model's inputs
+    input_names: tuple[str, ...] = ()  # the inputs in order, without a feature service
     params: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
     code_version: str | None = None
@@ -105,6 +106,10 @@ class ControlService(Protocol):
 
     def windows(self, ref: str, limit: int = 20) -> list[Json]:
         """The serving replicas' report windows of NAME or NAME@VERSION (or alias), newest first."""
+        ...
+
+    def drift(self, ref: str, windows: int = 20) -> Json:
+        """A version's drift over its last ``windows`` analyses (controlplane.drift.report)."""
         ...
 
     # -- deployments and rollouts --------------------------------------------------------------

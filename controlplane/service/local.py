@@ -45,30 +45,21 @@ class LocalService:
         return as_json(self.cp.registry.get(ref).to_dict())
 
     def register(self, request: RegisterFiles, progress: Progress = silent) -> Json:
-        from features.fingerprint import fingerprint_frame, read_dataset
-        from features.reference import reference_statistics
-        from registry import RegistrationRequest, TrainingData, validate_model_name
+        from features.fingerprint import read_dataset
+        from registry import RegistrationRequest, validate_model_name
         from registry.model_files import load_input_example, load_model_file
 
         validate_model_name(request.name)
-        if request.feature_service is not None:
-            from features.refs import VersionedRef
-
-            progress(f"checking that {request.feature_service} is registered in Feast")
-            self.cp.features.repo.service(VersionedRef.parse(request.feature_service))
         progress(f"loading {request.model}")
         model = load_model_file(request.model, allow_pickle=self.trusted_files)
         example = load_input_example(request.input_example)
-        data = stats = None
+        frame = source = None
         if request.training_data is not None:
-            progress(f"fingerprinting {request.training_data}")
+            progress(f"reading {request.training_data}")
             frame = read_dataset(request.training_data)
-            fp = fingerprint_frame(frame)
-            # Absolute, so gates can read the rows back from any working directory.
+            # Absolute, so gates can read the rows back from any working directory. The
+            # fingerprint and statistics are the registration rules' (controlplane.registration).
             source = str(request.training_data.resolve())
-            data = TrainingData(fp.sha256, fp.rows, source=source, columns=fp.columns)
-            label = request.label
-            stats = reference_statistics(frame, exclude=(label,) if label else ())
         version = self.cp.registry.register(
             RegistrationRequest(
                 name=request.name,
@@ -77,13 +68,15 @@ class LocalService:
                 params=dict(request.params),
                 metrics=dict(request.metrics),
                 feature_service=request.feature_service,
-                training_data=data,
+                input_names=tuple(request.input_names),
+                training_frame=frame,
+                training_source=source,
+                label=request.label,
                 code_version=request.code_version,
                 registered_by=self.actor,
                 idempotency_key=request.idempotency_key,
                 description=request.description,
                 model_format=request.model_format,
-                reference_stats=stats,
             ),
             progress=progress,
         )
@@ -155,6 +148,11 @@ class LocalService:
         return as_json(serving_windows(self.cp.sessions, name, version, limit))
 
     # -- deployments and rollouts --------------------------------------------------------------
+    def drift(self, ref: str, windows: int = 20) -> Json:
+        from controlplane.drift.report import drift_report
+
+        return as_json(drift_report(self.cp, ref, windows))
+
     def deployments(self, name: str | None = None) -> list[Json]:
         from controlplane.deployments import deployments
 

@@ -115,6 +115,7 @@ class RemoteService:
             "training_data": data,
             "label": request.label,
             "feature_service": request.feature_service,
+            "input_names": list(request.input_names),
             "params": dict(request.params),
             "metrics": dict(request.metrics),
             "code_version": request.code_version,
@@ -172,6 +173,12 @@ class RemoteService:
         if version is not None:
             params["version"] = version
         return self._get(f"/v1/models/{_seg(name)}/windows", params=params)
+
+    def drift(self, ref: str, windows: int = 20) -> Json:
+        name, version = self._numbered(ref)
+        return self._get(
+            f"/v1/models/{_seg(name)}/versions/{version}/drift", params={"windows": windows}
+        )
 
     # -- deployments and rollouts --------------------------------------------------------------
     def deployments(self, name: str | None = None) -> list[Json]:

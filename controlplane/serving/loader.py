@@ -95,6 +95,7 @@ def model_spec(version: ModelVersion) -> ModelSpec:
         feature_service=version.feature_service,
         feature_names=_feature_names(ref, reference, inputs),
         reference=reference,
+        prediction_reference=version.prediction_reference,
     )
 
 
@@ -131,7 +132,8 @@ def tensor_specs(ref: str, signature: Mapping[str, Any], side: str) -> tuple[Ten
 def _feature_names(
     ref: str, reference: Mapping[str, Any] | None, inputs: tuple[TensorSpec, ...]
 ) -> tuple[str, ...]:
-    names = tuple((reference or {}).get("features") or ())
+    # Registered references name the inputs in order; older ones only key their features.
+    names = tuple((reference or {}).get("inputs") or (reference or {}).get("features") or ())
     width = inputs[0].shape[-1] if len(inputs) == 1 and len(inputs[0].shape) == 2 else None
     if names and width not in (None, -1) and len(names) != width:
         # Naming columns wrongly would mislabel every drift sketch: serve them unnamed instead.

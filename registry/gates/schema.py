@@ -44,7 +44,7 @@ class SchemaCompatibilityGate:
     def check(self, ctx: GateContext) -> GateResult:
         declared = [_describe(d.dtype, d.shape, d.name) for d in self.inputs]
         try:
-            specs = _input_specs(ctx.candidate.signature)
+            specs = input_specs(ctx.candidate.signature)
         except ValueError as exc:
             return GateResult.cannot_judge(
                 self.name, "; ".join(declared), f"{ctx.candidate.ref}: {exc}", declared=declared
@@ -60,7 +60,7 @@ class SchemaCompatibilityGate:
         )
 
 
-def _input_specs(signature: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+def input_specs(signature: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
     raw = (signature or {}).get("inputs")
     if not raw:
         raise ValueError("the model has no input signature; register it with an input example")

@@ -77,6 +77,7 @@ def register(capsys, files: dict[str, Path], name: str, *extra: str) -> tuple[in
         "--model", str(files["model"]),
         "--input-example", str(files["example"]),
         "--training-data", str(files["train"]),
+        "--label", "label",
         "--param", "lr=0.1",
         "--metric", "auc=0.8",
         *extra,
@@ -103,7 +104,10 @@ def test_register_list_show_lineage_round_trip(capsys, files, model_name: str) -
     registered = json.loads(out)
     assert registered["ref"] == f"{model_name}@1"
     assert registered["training_data"]["rows"] == 5
-    assert set(registered["reference_stats"]["features"]) == {"a", "b", "c", "d", "label"}
+    # The model's inputs only, in its order: never the label.
+    assert list(registered["reference_stats"]["features"]) == ["a", "b", "c", "d"]
+    assert registered["reference_stats"]["inputs"] == ["a", "b", "c", "d"]
+    assert registered["prediction_reference"]["source"] == "training"
     assert registered["registered_by"] == "cli-user"
     assert "… registering" in err  # progress goes to stderr
 

@@ -90,14 +90,13 @@ def deployable(cp: ControlPlane, name: str, versions: int) -> list[int]:
 def test_loader_builds_the_spec_and_the_module_answers_like_the_original(
     cp: ControlPlane, model_name: str
 ) -> None:
-    version = register(cp, model_name, seed=3, feature_service="churn_features@1")
+    version = register(cp, model_name, seed=3, input_names=tuple(COLUMNS))
     loaded = RegistryModelLoader(cp).load(model_name, version)
 
     spec = loaded.spec
     assert (spec.name, spec.version, spec.ref) == (model_name, version, f"{model_name}@{version}")
     assert spec.inputs == (TensorSpec("input", "FP32", (-1, 4)),)
     assert spec.outputs == (TensorSpec("output", "FP32", (-1, 1)),)
-    assert spec.feature_service == "churn_features@1"
     assert spec.feature_names == tuple(COLUMNS)
     assert spec.reference is not None
     assert list(spec.reference["features"]) == COLUMNS

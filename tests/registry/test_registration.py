@@ -30,6 +30,13 @@ from registry.mlflow_backend import MlflowBackend
 from tests.conftest import make_net
 
 
+@pytest.fixture(autouse=True)
+def _registrar_alone(cp: ControlPlane) -> None:
+    """These are the registrar's own tests (saga, lineage, MLflow) with no Feast behind it:
+    the control plane's registration rules are tested in tests/controlplane/test_registration.py."""
+    cp.registry.rules = None
+
+
 def mlflow_client(cp: ControlPlane) -> MlflowClient:
     return MlflowClient(cp.settings.mlflow_tracking_uri, cp.settings.mlflow_registry_uri)
 

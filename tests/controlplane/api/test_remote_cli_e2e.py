@@ -198,6 +198,7 @@ def test_store_level_commands_are_refused_in_remote_mode(world: dict) -> None:
         ("lineage", f"{NAME}@1"),
         ("gates", f"{NAME}@2"),
         ("deployments", NAME),
+        ("drift", f"{NAME}@1", "--windows", "5"),
     ],
 )
 def test_local_and_remote_print_the_same(world: dict, argv: tuple[str, ...]) -> None:

@@ -99,9 +99,11 @@ def policy_yaml(**overrides: Any) -> str:
         "min_p99_increase_ms": 10,
         **overrides.pop("slo", {}),
     }
+    drift = overrides.pop("drift", None)
     return (
         "gates:\n  schema: {inputs: [{dtype: float32, shape: [-1, 5]}]}\n"
         f"canary: {_flow(canary)}\nslo: {_flow(slo)}\n"
+        + (f"drift: {_flow(drift)}\n" if drift else "")
     )
 
 
@@ -215,11 +217,20 @@ class Load:
     """Threads sending /v2 infer requests to every replica in turn, recording every answer.
 
     ``inputs`` is read per request, so a test can switch the traffic (to inputs that break a
-    fragile model) while it runs.
+    fragile model) while it runs. With ``entities`` (a count), each request is one random
+    ``customer_id`` below it, sent to the entity endpoint: the replicas read its features.
     """
 
-    def __init__(self, urls: list[str], name: str, threads: int = 4, pause_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        name: str,
+        threads: int = 4,
+        pause_s: float = 0.0,
+        entities: int | None = None,
+    ) -> None:
         self.urls, self.name, self.threads, self.pause_s = urls, name, threads, pause_s
+        self.entities = entities
         self.answers: list[Answer] = []
         self.failures: list[str] = []  # requests that got no HTTP answer at all
         self.sent = 0
@@ -239,13 +250,11 @@ class Load:
             while not self._stop.is_set():
                 turn += 1
                 client = clients[turn % len(clients)]
-                x = rng.uniform(self.low, self.high, (1, WIDTH)).astype(np.float32)
-                body = {"inputs": [{"name": "input", "shape": [1, WIDTH], "datatype": "FP32",
-                                    "data": x.reshape(-1).tolist()}]}  # fmt: skip
+                path, body = self._request(rng)
                 with self._lock:
                     self.sent += 1
                 try:
-                    r = client.post(f"/v2/models/{self.name}/infer", json=body)
+                    r = client.post(path, json=body)
                 except httpx.HTTPError as exc:
                     with self._lock:
                         self.failures.append(f"{type(exc).__name__}: {exc}")
@@ -265,6 +274,15 @@ class Load:
         finally:
             for client in clients:
                 client.close()
+
+    def _request(self, rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
+        if self.entities is not None:
+            entity = {"customer_id": int(rng.integers(self.entities))}
+            return f"/v1/models/{self.name}/predict", {"entities": [entity]}
+        x = rng.uniform(self.low, self.high, (1, WIDTH)).astype(np.float32)
+        body = {"inputs": [{"name": "input", "shape": [1, WIDTH], "datatype": "FP32",
+                            "data": x.reshape(-1).tolist()}]}  # fmt: skip
+        return f"/v2/models/{self.name}/infer", body
 
     def __enter__(self) -> Load:
         self._workers = [threading.Thread(target=self._run, args=(i,)) for i in range(self.threads)]
