@@ -88,7 +88,9 @@ def policy_yaml(**overrides: Any) -> str:
         "min_requests": 20,
         "success_windows": 2,
         "failure_limit": 0,
-        "inconclusive_limit": 3,
+        # A loaded 2-core machine can starve a 20% canary of traffic for a while: holding for
+        # too little traffic is tested on its own (a test sets this lower).
+        "inconclusive_limit": 40,
         **overrides.pop("canary", {}),
     }
     slo = {

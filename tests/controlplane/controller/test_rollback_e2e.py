@@ -37,9 +37,12 @@ pytestmark = pytest.mark.e2e
 SCENARIOS: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
     "slow_canary": (("good", "slow"), {}),
     "failing_canary": (("good", "failing"), {}),
-    "good_canary": (("good", "good"), {}),
+    "good_canary": (("good", "good"), {"canary": {"min_requests": 10}}),
     "fragile_champion": (("good", "fragile"), {}),
-    "quiet_canary": (("good", "good"), {"canary": {"min_requests": 100_000}}),
+    "quiet_canary": (
+        ("good", "good"),
+        {"canary": {"min_requests": 100_000, "inconclusive_limit": 3}},
+    ),
     "failover": (("good", "failing"), {}),
 }
 
