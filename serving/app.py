@@ -181,10 +181,11 @@ def create_app(manager: ModelManager) -> FastAPI:
         elapsed = time.monotonic() - start
         status = response.status_code
         charges = tally.charges or _fallback_charge(manager, name)
-        for served, own in charges:
+        for served, own, own_s in charges:
             code = status if own is None else own
-            served.recorder.record(outcome_of(code), elapsed)
-            manager.metrics.request(name, str(served.spec.version), endpoint, code, elapsed)
+            took = elapsed if own_s is None else own_s
+            served.recorder.record(outcome_of(code), took)
+            manager.metrics.request(name, str(served.spec.version), endpoint, code, took)
         if not charges:  # not served here: one fixed label, whatever the URL said
             label = name if name in manager.deployments else OTHER
             manager.metrics.request(label, OTHER, endpoint, status, elapsed)
@@ -198,7 +199,7 @@ def create_app(manager: ModelManager) -> FastAPI:
             status,
             extra={
                 "model": name,
-                "version": ",".join(str(s.spec.version) for s, _ in charges),
+                "version": ",".join(str(s.spec.version) for s, _, _ in charges),
                 "endpoint": endpoint,
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 3),
@@ -343,12 +344,17 @@ def create_app(manager: ModelManager) -> FastAPI:
                 payloads.append(payload)
                 waits.append(submit_and_wait(served, payload, len(indexes), deadline, budget_ms))
                 mirror(shadow, payload, len(indexes), deadline, budget_ms)
-            results = await asyncio.gather(*waits, return_exceptions=True)
+            answered = await asyncio.gather(*(_clocked(w) for w in waits))
+            results = [result for result, _ in answered]
             # A request split between champion and challenger counts once per version, each
-            # with its own outcome: the challenger failing its rows is not the champion's fault.
-            for (served, _, _), result in zip(groups.values(), results, strict=True):
+            # with its own outcome and latency (until its own rows were answered): a slow or
+            # failing challenger is not the champion's fault.
+            split = len(groups) > 1
+            for (served, _, _), (result, at) in zip(groups.values(), answered, strict=True):
                 tally.settle(
-                    served, status_of(result if isinstance(result, BaseException) else None)
+                    served,
+                    status_of(result if isinstance(result, BaseException) else None),
+                    at - start if split else None,
                 )
             failed = next((r for r in results if isinstance(r, BaseException)), None)
             if failed is not None:
@@ -434,22 +440,37 @@ def create_app(manager: ModelManager) -> FastAPI:
     return app
 
 
+Charge = tuple[ServedVersion, int | None, float | None]
+
+
 class Tally:
-    """The versions one request was routed to, each with its own status where it differs
-    from the response's (a split entity request): what its windows and metrics count."""
+    """The versions one request was routed to, each with its own status and latency where
+    they differ from the response's (a split entity request): what windows and metrics count."""
 
     __slots__ = ("charges",)
 
     def __init__(self) -> None:
-        self.charges: list[tuple[ServedVersion, int | None]] = []
+        self.charges: list[Charge] = []
 
     def route(self, served: ServedVersion) -> None:
         """Charge ``served`` with this request (its outcome: the response's status)."""
-        self.charges.append((served, None))
+        self.charges.append((served, None, None))
 
-    def settle(self, served: ServedVersion, status: int) -> None:
-        """Give ``served``'s share of the request its own status."""
-        self.charges = [(s, status if s is served else own) for s, own in self.charges]
+    def settle(self, served: ServedVersion, status: int, seconds: float | None = None) -> None:
+        """Give ``served``'s share of the request its own status (and latency, if its own)."""
+        self.charges = [
+            (s, status, seconds) if s is served else (s, own, own_s)
+            for s, own, own_s in self.charges
+        ]
+
+
+async def _clocked(awaitable: Awaitable[Any]) -> tuple[Any, float]:
+    """What ``awaitable`` gave (or the exception it raised) and the moment it did."""
+    try:
+        result: Any = await awaitable
+    except Exception as exc:
+        result = exc
+    return result, time.monotonic()
 
 
 def status_of(error: BaseException | None) -> int:
@@ -459,11 +480,11 @@ def status_of(error: BaseException | None) -> int:
     return error.status if isinstance(error, ServingError) else 500
 
 
-def _fallback_charge(manager: ModelManager, name: str) -> list[tuple[ServedVersion, int | None]]:
+def _fallback_charge(manager: ModelManager, name: str) -> list[Charge]:
     """A request that failed before it was routed (a bad body) counts against the model's
     primary version, so client errors show in the windows too; nothing when not served."""
     try:
-        return [(manager.primary(name), None)]
+        return [(manager.primary(name), None, None)]
     except ServingError:
         return []
 

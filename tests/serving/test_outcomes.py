@@ -130,6 +130,38 @@ def test_an_entity_request_split_between_versions_counts_per_version() -> None:
     }  # fmt: skip
 
 
+def test_each_version_of_a_split_request_is_timed_until_its_own_rows_answer() -> None:
+    """A slow challenger must not make the champion look slow: the champion's share of a
+    split request is timed until the champion's rows were answered."""
+    loader = StaticLoader()
+    champion, challenger = Gate(make_model(1)), Gate(make_model(2))
+    loader.add(spec_for("churn", 1, service="churn_features@1"), champion)
+    loader.add(spec_for("churn", 2, service="churn_features@1"), challenger)
+    canary = Deployment("churn", champion=1, challenger=2, canary_percent=50)
+    sink = ListSink()
+    server, _ = serve(loader, canary, sink=sink)
+    to_champion = _entity(lambda b: b >= 50 * (BUCKETS // 100))
+    to_challenger = _entity(lambda b: b < 50 * (BUCKETS // 100))
+    with server, httpx.Client(base_url=server.url, timeout=30) as client:
+        challenger.release.clear()
+        results: dict[str, Any] = {}
+        body = {"entities": [to_champion, to_challenger]}
+        request = threading.Thread(
+            target=lambda: results.update(split=client.post("/v1/models/churn/predict", json=body))
+        )
+        request.start()
+        wait_until(lambda: champion.calls >= 1 and challenger.entered.is_set(), what="both parts")
+        threading.Event().wait(0.3)  # the challenger's rows take 0.3 s longer
+        challenger.release.set()
+        request.join(30)
+    assert results["split"].status_code == 200
+
+    def latency(version: int) -> float:
+        return sum(w.latency_sum_s for w in sink.windows if w.version == version)
+
+    assert latency(2) - latency(1) >= 0.25
+
+
 def test_metric_labels_name_only_served_versions_and_drained_ones_disappear(
     loader: StaticLoader,
 ) -> None:
