@@ -29,10 +29,10 @@ def deployments(env: Env, name: str | None, as_json: bool) -> None:
         )
         return
     for model in found:
-        _show(model)
+        show_deployment(model)
 
 
-def _show(model: dict[str, Any]) -> None:
+def show_deployment(model: dict[str, Any]) -> None:
     click.echo(f"{model['name']}  revision {model['revision']}  since {model['since'][:19]}Z")
     rows = []
     for role in ("champion", "challenger", "shadow"):

@@ -32,7 +32,8 @@ LENIENT = "gates:\n  metrics:\n    - {metric: roc_auc, min: 0.5}\n"
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("serve-e2e")
     env = {**os.environ, "MLCP_ACTOR": "data-scientist"}
-    done = subprocess.run([MLCP, "demo"], cwd=work, env=env, capture_output=True, text=True)
+    argv = [MLCP, "demo", "--no-scenes"]
+    done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     return work
 

@@ -1,11 +1,11 @@
-"""The demo job behind ``make demo``: the whole lifecycle on the embedded default.
+"""The demo's set-up: features, data, the first models, the policy, the first promotion.
 
 Features are defined, checked and materialized in Feast; training and evaluation sets come
-from Feast's point-in-time join; two churn models are registered with their lineage
-(feature service pinned), evaluated on held-out rows and promoted through every gate.
-Everything runs under ./.mlcp (SQLite and local files). The data, the seed and so the
-weights are fixed: running it again reuses what it registered instead of piling up
-duplicates.
+from Feast's point-in-time join; a baseline and a weak churn model are registered with
+their lineage (feature service pinned), evaluated on held-out rows and promoted through
+every gate: the baseline becomes champion, the weak one is refused. Everything runs under
+./.mlcp (SQLite and local files). The data, the seed and so the weights are fixed: running
+it again reuses what it registered instead of piling up duplicates.
 
 Imported only by ``mlcp demo``, so torch at module level costs the rest of the CLI nothing.
 """
@@ -66,7 +66,12 @@ DEFINITIONS = Definitions(
 """
 
 # Every gate mlcp has, on the demo's model. The weak model clears the floors but falls more
-# than the allowed margin behind the champion on the same held-out rows.
+# than the allowed margin behind the champion on the same held-out rows. The canary, SLO and
+# drift sections drive the rollback controller through the demo's scenes (one analysis a
+# second, so the story plays in minutes, not hours). The latency budget is an absolute
+# ceiling, set loose because the demo's gates share two cores with its own replicas and
+# traffic; the live SLO then compares the canary with the champion side by side, which a
+# busy machine slows alike.
 DEMO_POLICY = """
 gates:
   metrics:
@@ -84,12 +89,20 @@ gates:
         severity: warning
   schema:
     inputs: [{dtype: float32, shape: [-1, 5]}]
-  latency: {batch_sizes: [1, 32], p99_ms: 50}
+  latency: {batch_sizes: [1, 32], p99_ms: 1000}
   drift_reference: true
-canary: {percent: 10}
-slo: {p99_ms: 50, max_error_rate: 0.01}
-drift: {action: rollback, target_run_length: 100000, min_psi: 0.05}
+canary: {steps: [20, 50], interval_s: INTERVAL, min_requests: 10, success_windows: 2,
+         failure_limit: 0, inconclusive_limit: 60}
+slo: {p99_ms: 500, max_error_rate: 0.02, max_canary_p99_ratio: 2, min_p99_increase_ms: 5,
+      breach_windows: 2, min_requests: 20}
+rollback: {max_per_hour: 5}
+drift: {action: rollback, target_run_length: 100000, min_psi: 0.05, min_rows: 30}
 """
+
+
+def demo_policy(interval_s: float = 1.0) -> str:
+    """The demo's policy, analysing every ``interval_s`` seconds."""
+    return DEMO_POLICY.replace("INTERVAL", f"{interval_s:g}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,8 @@ class DemoResult:
     train_path: Path
     max_abs_diff_plain_mlflow: float
     promotions: list[PromotionResult] = field(default_factory=list)
+    train_set: TrainingSet | None = None
+    eval_path: Path | None = None
 
 
 def make_churn_data(rows: int = 4000, seed: int = SEED) -> pd.DataFrame:
@@ -154,9 +169,13 @@ def train(
     return net, metrics, x[:8]
 
 
-def run_demo(cp: ControlPlane, progress: Callable[[str], None] = lambda _m: None) -> DemoResult:
-    """Features into Feast, training and evaluation sets out of it, then a good and a weak
-    churn model registered, evaluated and promoted: the good one becomes champion, the
+def run_demo(
+    cp: ControlPlane,
+    progress: Callable[[str], None] = lambda _m: None,
+    interval_s: float = 1.0,
+) -> DemoResult:
+    """Features into Feast, training and evaluation sets out of it, then a baseline and a
+    weak churn model registered, evaluated and promoted: the baseline becomes champion, the
     weak one is refused."""
     import pandas as pd
 
@@ -184,18 +203,18 @@ def run_demo(cp: ControlPlane, progress: Callable[[str], None] = lambda _m: None
     train_set = _feast_rows(cp, train_raw, train_path, progress)
     _feast_rows(cp, eval_raw, eval_path, progress)
 
-    good, example = _register(cp, train_set, train_path, "good", progress, epochs=30, hidden=16)
-    weak, _ = _register(cp, train_set, train_path, "weak", progress, epochs=1, hidden=2)
-    cp.policies.set("churn", Policy.from_yaml(DEMO_POLICY), cp.settings.actor)
+    good, example = register(cp, train_set, train_path, BASELINE, progress)
+    weak, _ = register(cp, train_set, train_path, WEAK, progress)
+    cp.policies.set("churn", Policy.from_yaml(demo_policy(interval_s)), cp.settings.actor)
 
     reports = []
     for version in (good, weak):
-        progress(f"evaluating {version.ref} on {len(eval_raw)} held-out rows")
-        cp.evaluations.evaluate(
-            version.ref, eval_path, LABEL, "classification", feature_columns=list(FEATURES)
-        )
+        evaluate(cp, version, eval_path, progress)
         if cp.promotions.snapshot("churn").champion == version.version:
             progress(f"{version.ref} is already the champion (an earlier demo run promoted it)")
+            continue
+        if version.state != "registered":
+            progress(f"{version.ref} was judged by an earlier demo run ({version.state})")
             continue
         progress(f"promoting {version.ref} through its gates")
         reports.append(cp.promotions.promote(version.ref, cp.settings.actor))
@@ -212,6 +231,18 @@ def run_demo(cp: ControlPlane, progress: Callable[[str], None] = lambda _m: None
         train_path=train_path,
         max_abs_diff_plain_mlflow=diff,
         promotions=reports,
+        train_set=train_set,
+        eval_path=eval_path,
+    )
+
+
+def evaluate(
+    cp: ControlPlane, version: ModelVersion, eval_path: Path, progress: Callable[[str], None]
+) -> None:
+    """The version's (and its champion's) metrics on the held-out rows, for the gates."""
+    progress(f"evaluating {version.ref} on the held-out rows")
+    cp.evaluations.evaluate(
+        version.ref, eval_path, LABEL, "classification", feature_columns=list(FEATURES)
     )
 
 
@@ -228,27 +259,49 @@ def _feast_rows(
     return ts
 
 
-def _register(
+@dataclass(frozen=True)
+class Flavour:
+    """How one of the demo's models is trained, and what it stands for in the story."""
+
+    name: str
+    epochs: int
+    hidden: int
+    burn: int = 0  # a square matrix this wide multiplied on every batch: a latency regression
+    story: str = ""
+
+
+BASELINE = Flavour("baseline", epochs=8, hidden=8, story="the first champion")
+WEAK = Flavour("weak", epochs=1, hidden=2, story="refused by the gates")
+BETTER = Flavour("better", epochs=30, hidden=16, story="walks its canary to production")
+SLOWER = Flavour("slower", epochs=30, hidden=16, burn=800, story="as good, ~25 ms slower per batch")
+
+
+def register(
     cp: ControlPlane,
     training: TrainingSet,
     path: Path,
-    flavour: str,
+    flavour: Flavour,
     progress: Callable[[str], None],
-    epochs: int,
-    hidden: int,
+    run: str = "",
 ) -> tuple[ModelVersion, np.ndarray]:
+    """Train ``flavour`` on the training set and register it with its lineage. ``run`` makes
+    the idempotency key unique per demo run (the same data and seed give the same weights)."""
     from registry import RegistrationRequest
     from registry.code_version import detect_code_version
 
     fp = training.fingerprint
-    progress(f"training the {flavour} churn model on {fp.rows} rows (data sha256 {fp.sha256[:12]})")
-    net, metrics, example = train(training.frame, epochs=epochs, hidden=hidden)
+    progress(f"training the {flavour.name} churn model on {fp.rows} rows (data {fp.sha256[:12]})")
+    net, metrics, example = train(training.frame, epochs=flavour.epochs, hidden=flavour.hidden)
+    if flavour.burn:
+        net = LatencyRegression(net, flavour.burn)
+    params = {"epochs": str(flavour.epochs), "hidden": str(flavour.hidden), "lr": "0.02",
+              "seed": str(SEED), "burn": str(flavour.burn)}  # fmt: skip
     version = cp.registry.register(
         RegistrationRequest(
             name="churn",
             model=net,
             input_example=example,
-            params={"epochs": str(epochs), "hidden": str(hidden), "lr": "0.02", "seed": str(SEED)},
+            params=params,
             metrics=metrics,
             feature_service=SERVICE,
             # The registration rules fingerprint these rows and keep the statistics of the
@@ -258,8 +311,8 @@ def _register(
             label=LABEL,
             code_version=detect_code_version(),
             registered_by=cp.settings.actor,
-            idempotency_key=f"demo-{flavour}-{fp.sha256[:16]}",
-            description=f"mlcp demo: {flavour} churn classifier on synthetic data",
+            idempotency_key=f"demo-{flavour.name}-{fp.sha256[:16]}{run}",
+            description=f"mlcp demo: {flavour.name} churn classifier ({flavour.story})",
         ),
         progress=progress,
     )
@@ -288,3 +341,19 @@ class Standardize(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+class LatencyRegression(torch.nn.Module):
+    """A model's answers, computed the slow way: it also multiplies a ``size`` x ``size``
+    matrix by itself on every batch (and adds zero times the result). The kind of regression
+    an offline latency budget lets through and live traffic shows."""
+
+    def __init__(self, inner: torch.nn.Module, size: int) -> None:
+        super().__init__()
+        self.inner = inner
+        generator = torch.Generator().manual_seed(SEED)
+        self.weight = torch.nn.Parameter(torch.randn(size, size, generator=generator) / size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        burn = (self.weight @ self.weight @ self.weight).sum() * 0.0
+        return self.inner(x) + burn
