@@ -36,24 +36,15 @@ import torch
 if TYPE_CHECKING:
     from serving.spec import ModelSpec
 
-# Fine enough that a p99 read off the histogram is within ~25-50% of the true one
-# anywhere between 0.5 ms and 10 s (the controller compares p99s across versions).
-LATENCY_EDGES_S = (
-    0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04,
-    0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
-)  # fmt: skip
-OK, ERROR, REJECTED, CLIENT_ERROR = "ok", "error", "rejected", "client_error"
-OUTCOMES = (OK, ERROR, REJECTED, CLIENT_ERROR)
-
-
-def outcome_of(status: int) -> str:
-    """The window outcome of an HTTP status: 503/504 are rejections, other 5xx errors."""
-    if status < 400:
-        return OK
-    if status in (503, 504):
-        return REJECTED
-    return ERROR if status >= 500 else CLIENT_ERROR
-
+from serving.outcomes import (  # noqa: F401  (re-exported: the window's vocabulary)
+    CLIENT_ERROR,
+    ERROR,
+    LATENCY_EDGES_S,
+    OK,
+    OUTCOMES,
+    REJECTED,
+    outcome_of,
+)
 
 # For a version without a prediction reference (registered without training rows, never
 # evaluated): ten bins over [0, 1] suit probabilities, and the moments describe any output.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controlplane.controller.sketches import Sketches
-from serving.windows import LATENCY_EDGES_S
+from serving.outcomes import LATENCY_EDGES_S
 
 
 @dataclass(frozen=True)

@@ -304,3 +304,4 @@ def test_commands_import_only_what_their_work_needs(files, model_name: str, env:
     promote = loaded("promote", f"{model_name}@1")
     assert not promote & (heavy | {"torch"})
     assert not loaded("audit", "list") & {"mlflow", "torch", "pandas"}
+    assert not loaded("deployments", model_name) & {"mlflow", "torch"}
