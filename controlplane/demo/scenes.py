@@ -247,16 +247,28 @@ def _wait_for_baseline(cp: ControlPlane, stage: Stage, champion: int) -> None:
     stage.wait(analysed, "the controller's first analyses of the champion")
 
 
-def _promote_canary(
-    cp: ControlPlane, traffic: Traffic, narrator: Narrator, say: Callable[[str], None], ref: str
+def _start_canary(
+    cp: ControlPlane,
+    stage: Stage,
+    traffic: Traffic,
+    narrator: Narrator,
+    say: Callable[[str], None],
+    scene: Scene,
+    version: ModelVersion,
 ) -> Any:
-    """`mlcp promote REF --canary`, as CI runs it. The gates measure latency on this machine,
-    which the demo's own replicas and traffic share, so traffic pauses while they run (CI
-    would run them on a machine of its own)."""
-    say(f"   mlcp promote {ref} --canary      (traffic paused while the gates run)")
+    """`mlcp promote REF --canary`, as CI runs it; the promotion's result once a replica
+    serves the canary (the scene's onset), or None when the gates refused it. The gates
+    measure latency on this machine, which the demo's own replicas and traffic share, so
+    traffic pauses while they run (CI would run them on a machine of its own)."""
+    say(f"   mlcp promote {version.ref} --canary      (traffic paused while the gates run)")
     with traffic.paused():
-        result = cp.promotions.promote(ref, cp.settings.actor, canary=True)
+        result = cp.promotions.promote(version.ref, cp.settings.actor, canary=True)
     narrator.follow()
+    if result.outcome != "canary":
+        scene.outcome = f"{result.outcome}: {result.reason}"
+        say(f"   {version.ref}: {scene.outcome}")
+        return None
+    scene.onset_at = _when(stage, lambda: _any_challenger(stage, version.version))
     return result
 
 
@@ -272,12 +284,8 @@ def _canary_walk(
     scene = Scene("a better model walks its canary steps", "promoted by the controller")
     say("")
     say(f"== scene 1: {better.ref}, better than {champion.ref}, walks its canary to production")
-    result = _promote_canary(cp, traffic, narrator, say, better.ref)
-    if result.outcome != "canary":
-        scene.outcome = f"{result.outcome}: {result.reason}"
-        say(f"   {better.ref}: {scene.outcome}")
+    if _start_canary(cp, stage, traffic, narrator, say, scene, better) is None:
         return scene
-    scene.onset_at = _when(stage, lambda: _any_challenger(stage, better.version))
     decided = ("production", "rolled_back")
     _watch(stage, narrator, lambda: cp.registry.get(better.ref).state in decided)
     state = cp.registry.get(better.ref).state
@@ -302,17 +310,14 @@ def _slow_canary(
     scene = Scene("a slower model is caught during its canary", "rolled back by the controller")
     say("")
     say(f"== scene 2: {slower.ref}, as good as {champion.ref} but slower per batch, as a canary")
-    result = _promote_canary(cp, traffic, narrator, say, slower.ref)
-    if result.outcome != "canary":
-        scene.outcome = f"{result.outcome}: {result.reason}"
-        say(f"   {slower.ref}: {scene.outcome}")
+    result = _start_canary(cp, stage, traffic, narrator, say, scene, slower)
+    if result is None:
         return scene
     latency = next((g for g in result.report.results if g.gate == "latency"), None)
     passed = (
         f" (offline latency gate: {latency.observed} ms, {latency.threshold})" if latency else ""
     )
     say(f"   gates passed{passed}")
-    scene.onset_at = _when(stage, lambda: _any_challenger(stage, slower.version))
     _watch(stage, narrator, lambda: cp.registry.get(slower.ref).state != "canary")
     return _judged_rollback(cp, stage, scene, slower, champion.version)
 

@@ -56,10 +56,28 @@ def free_port() -> int:
 
 @dataclass
 class Process:
+    """A started `mlcp` process, its log, and its URL when it serves."""
+
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
     url: str = ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, n: int = 3000) -> str:
+        return self.log.read_text()[-n:] if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
+        """Signal it (SIGTERM: drain and exit) and wait; killed when it outstays ``timeout_s``."""
+        if self.alive():
+            self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait(10)
 
 
 class StageError(RuntimeError):
@@ -139,7 +157,7 @@ class Stage:
         end = time.monotonic() + timeout_s
         while True:
             for process in self.processes:
-                if process.popen.poll() is not None:
+                if not process.alive():
                     raise StageError(f"{process.name} exited; see {process.log}")
             value = condition()
             if value:
@@ -150,16 +168,10 @@ class Stage:
 
     def stop(self) -> list[int]:
         """SIGTERM everything (replicas drain and report their last windows), then wait."""
-        for process in reversed(self.processes):
-            if process.popen.poll() is None:
+        for process in reversed(self.processes):  # all at once: they drain in parallel
+            if process.alive():
                 process.popen.send_signal(signal.SIGTERM)
-        codes = []
-        for process in self.processes:
-            try:
-                codes.append(process.popen.wait(60))
-            except subprocess.TimeoutExpired:
-                process.popen.kill()
-                codes.append(process.popen.wait(10))
+        codes = [process.stop() for process in self.processes]
         for handle in self._handles:
             handle.close()
         return codes

@@ -13,8 +13,6 @@ that records every answer.
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +27,7 @@ import httpx
 import numpy as np
 import torch
 
+from controlplane.demo.stage import Process, free_port
 from tests.waiting import wait_until
 
 MLCP = str(Path(sys.executable).with_name("mlcp"))
@@ -113,36 +112,7 @@ def _flow(values: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in values.items()) + "}"
 
 
-# -- processes --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    url: str = ""
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, n: int = 3000) -> str:
-        return self.log.read_text()[-n:] if self.log.exists() else ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
-        if self.alive():
-            self.popen.send_signal(sig)
-        try:
-            return self.popen.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            return self.popen.wait(10)
-
-
+# -- processes (Process and free_port: the demo's) ------------------------------------------
 @dataclass
 class Cluster:
     """Replicas and controllers sharing one control plane (settings in ``env``)."""
