@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     feast_project: str = Field(default="mlcp", pattern=r"^[a-z][a-z0-9_]{0,62}$")
     feast_registry: str = Field(default="", description="file path or postgresql:// URL")
     feast_online_store: str = Field(default="", description="SQLite file path or redis://host:port")
+    # Where feature caches learn that a materialization landed: the control-plane database
+    # (every replica polls it) or, with many replicas, Redis (RedisGenerations).
+    feature_generations: str = Field(
+        default="database", description="database, or redis://host:port[/db] (RedisGenerations)"
+    )
     db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
     # PostgreSQL's statement_timeout for every statement (0: none); `mlcp serve` sets its own.
     db_statement_timeout_s: float = Field(default=0.0, ge=0, le=3600)
@@ -130,6 +135,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unsupported Feast online store {redact_url(value)!r}; use a SQLite file path "
                 "or redis://host:port"
+            )
+        return value
+
+    @field_validator("feature_generations")
+    @classmethod
+    def _check_feature_generations(cls, value: str) -> str:
+        if value != "database" and not value.startswith(("redis://", "rediss://")):
+            raise ValueError(
+                f"unsupported generations store {redact_url(value)!r}; use database (the "
+                "control-plane database) or redis://host:port"
             )
         return value
 
