@@ -4,12 +4,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build, and
-# 2.13.0 is the CPU wheel the project's machines carry (see shared/notes-deps.md).
+# 2.13.0 is the CPU wheel the project's machines carry.
 TORCH  ?= torch==2.13.0
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 STAMP  := $(VENV)/.mlcp-installed
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format docs bench clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The references in docs/ are read off the code; a test fails when they are stale.
+docs: $(STAMP)
+	$(BIN)/python docs/generate.py
 
 bench: $(STAMP)
 	$(PIP) install -e ".[bench]" 2> >(grep -v "is ignored: it is neither" >&2)

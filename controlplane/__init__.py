@@ -44,6 +44,11 @@ __all__ = [
     "load_settings",
 ]
 
+# A features.py beside the user's script would be imported instead of mlcp's `features`
+# package, failing far from the cause: name the file now (cheap: a few path lookups).
+_shadowing = importlib.import_module("controlplane.shadowing")
+_shadowing.warn_if_shadowed()
+
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:

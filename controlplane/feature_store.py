@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from features.client import CacheConfig, FeatureClient
     from features.feast_repo import ApplyReport, FeastRepo, MaterializationResult
+    from features.generations import GenerationSource
     from features.metrics import FeatureMetrics
     from features.training import TrainingSet
 
@@ -52,7 +53,17 @@ class ManagedFeatures:
         self.settings = settings
         self.sessions = sessions
         self.clock = clock
-        self.generations = DbGenerations(sessions, clock)
+
+    @cached_property
+    def generations(self) -> GenerationSource:
+        """Where caches read, and materializations bump, each view's generation:
+        ``MLCP_FEATURE_GENERATIONS`` (the control-plane database, or Redis)."""
+        where = self.settings.feature_generations
+        if where == "database":
+            return DbGenerations(self.sessions, self.clock)
+        from features.generations import RedisGenerations
+
+        return RedisGenerations(where, namespace=self.settings.feast_project)
 
     @cached_property
     def repo(self) -> FeastRepo:
@@ -153,8 +164,18 @@ class ManagedFeatures:
         actor: str,
     ) -> None:
         now = self.clock()
+        in_database = isinstance(self.generations, DbGenerations)
+        generation, unannounced = None, None
+        if passed and not in_database:
+            from features.client import BackendUnavailable
+
+            try:
+                generation = self.generations.bump(ref.feast_name)
+            except BackendUnavailable as exc:  # the data is online: record it all the same
+                unannounced = f"{exc}; caches drop the old values within the view's freshness"
         with self.sessions.begin() as session:
-            generation = bump_in(session, ref.feast_name, now) if passed else None
+            if passed and in_database:
+                generation = bump_in(session, ref.feast_name, now)
             session.add(
                 MaterializationRow(
                     view=str(ref),
@@ -181,6 +202,7 @@ class ManagedFeatures:
                     "rows": report.get("rows"),
                     "failures": report.get("failures", []),
                     "warnings": report.get("warnings", []),
+                    **({"generation_not_bumped": unannounced} if unannounced else {}),
                 },
                 clock=self.clock,
             )

@@ -19,7 +19,7 @@ bumps the revision and, on PostgreSQL, notifies the serving replicas at commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -195,7 +195,7 @@ class PromotionService:
             reason="gates passed",
         )
         if outcome == "refused":
-            reason = "; ".join(_describe(r) for r in report.failures)
+            reason = _reasons(report.failures)
             self._set_state(version, "refuse", actor, f"gates failed: {reason}", run_id)
             return replace(result, reason=reason)
         if outcome == "pending_approval":
@@ -374,7 +374,7 @@ class PromotionService:
                 action="model.gates",
                 subject=version.ref,
                 after={"passed": report.passed, "outcome": outcome},
-                reason="; ".join(_describe(r) for r in report.failures) or "all gates passed",
+                reason=_reasons(report.failures) or "all gates passed",
                 evidence={
                     "gate_run_id": row.id,
                     "policy_revision": stored.revision,
@@ -518,7 +518,18 @@ def _parse_target(text: str) -> tuple[str, int | None]:
     return text, None
 
 
+def _reasons(failures: Sequence[GateResult]) -> str:
+    """The failed gates in one line, then each distinct fix the gates know, once."""
+    fixes = list(dict.fromkeys(str(r.details["fix"]) for r in failures if r.details.get("fix")))
+    text = "; ".join(_describe(r) for r in failures)
+    return f"{text}; to fix: {'; '.join(fixes)}" if fixes else text
+
+
 def _describe(result: GateResult) -> str:
+    """One failed gate: observed against needed, or why it could not judge."""
+    if result.observed is None:
+        why = result.details.get("reason") or result.details.get("error") or "nothing observed"
+        return f"{result.gate}: {why}"
     observed = f"{result.observed:.4g}" if isinstance(result.observed, float) else result.observed
     return f"{result.gate}: observed {observed}, needs {result.threshold}"
 

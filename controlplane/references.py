@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from registry import InvalidRegistration
+from registry.evaluation import fixed_batch_size, forward_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,7 +126,7 @@ def prediction_reference(
         x = x[np.linspace(0, len(x) - 1, PREDICTION_ROWS).astype(np.int64)]
     try:
         with torch.inference_mode():
-            out = model(torch.from_numpy(x))
+            out = forward_rows(model, torch.from_numpy(x), fixed_batch_size(model))
     except Exception as exc:
         raise InvalidRegistration(
             "training_data",

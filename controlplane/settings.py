@@ -48,29 +48,103 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
     )
 
-    home: Path = Field(default=Path(".mlcp"), description="where the embedded stores live")
-    database_url: str = Field(default="", description="control-plane DB; default SQLite in home")
-    mlflow_tracking_uri: str = Field(default="", description="default SQLite in home")
-    mlflow_registry_uri: str = Field(default="", description="default: the tracking URI")
-    artifact_root: str = Field(default="", description="MLflow artifacts; default home/artifacts")
-    actor: str = Field(default_factory=_default_actor, description="who the audit log names")
-    feast_project: str = Field(default="mlcp", pattern=r"^[a-z][a-z0-9_]{0,62}$")
-    feast_registry: str = Field(default="", description="file path or postgresql:// URL")
-    feast_online_store: str = Field(default="", description="SQLite file path or redis://host:port")
-    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    home: Path = Field(
+        default=Path(".mlcp"),
+        description="where the embedded stores live (and uploads, evaluations, Feast's "
+        "generated feature_store.yaml)",
+    )
+    database_url: str = Field(
+        default="",
+        description="the control-plane database: default sqlite:///$MLCP_HOME/controlplane.db; "
+        "or postgresql://user@host:5432/db",
+    )
+    mlflow_tracking_uri: str = Field(
+        default="",
+        description="MLflow's tracking store: default sqlite:///$MLCP_HOME/mlflow.db; or "
+        "postgresql://..., or an MLflow server http(s)://host:5000",
+    )
+    mlflow_registry_uri: str = Field(
+        default="", description="MLflow's model registry; default: the tracking URI"
+    )
+    artifact_root: str = Field(
+        default="",
+        description="where new MLflow experiments put artifacts: default "
+        "file://$MLCP_HOME/artifacts; mlflow-artifacts:/... through an MLflow server",
+    )
+    actor: str = Field(
+        default_factory=_default_actor,
+        description="who the audit log names for local commands (default: the OS user); the "
+        "API names the token's owner instead",
+    )
+    feast_project: str = Field(
+        default="mlcp", pattern=r"^[a-z][a-z0-9_]{0,62}$", description="the Feast project name"
+    )
+    feast_registry: str = Field(
+        default="",
+        description="Feast's registry: default the file $MLCP_HOME/feast/registry.db; or "
+        "postgresql://... (Feast's SQL registry)",
+    )
+    feast_online_store: str = Field(
+        default="",
+        description="Feast's online store: default the SQLite file $MLCP_HOME/feast/online.db; "
+        "or redis://[:password@]host:port[/db]",
+    )
+    # Where feature caches learn that a materialization landed: the control-plane database
+    # (every replica polls it) or, with many replicas, Redis (RedisGenerations).
+    feature_generations: str = Field(
+        default="database",
+        description="where materializations announce new data to every feature cache: "
+        "database (the control-plane database) or redis://host:port[/db] (RedisGenerations: "
+        "spares the database every replica's polls)",
+    )
+    db_connect_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="fail fast on an unreachable database (seconds)"
+    )
     # PostgreSQL's statement_timeout for every statement (0: none); `mlcp serve` sets its own.
-    db_statement_timeout_s: float = Field(default=0.0, ge=0, le=3600)
+    db_statement_timeout_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="PostgreSQL statement and lock timeout in seconds, 0 for none; `mlcp "
+        "serve` uses its --db-timeout-s (5) when this is 0",
+    )
     machine_class: str = Field(
-        default="", max_length=200, description="this machine in latency budgets; default: auto"
+        default="",
+        max_length=200,
+        description="this machine's name in latency budgets; default: the GPU's model "
+        "(nvidia-h200), or cpu-<cores>",
     )
     # Remote mode: with both set, every command but the store-level ones goes through the
     # control API, which names the token's owner in the audit log.
-    api_url: str = Field(default="", description="the control API, http(s)://host:port")
-    token: SecretStr = Field(default=SecretStr(""), description="a token from `mlcp tokens`")
-    api_retries: int = Field(default=5, ge=0, le=20, description="retries of a safe call")
-    api_timeout_s: float = Field(default=600.0, gt=0, le=3600)
+    api_url: str = Field(
+        default="",
+        description="remote mode: the control API, http(s)://host:port (needs MLCP_TOKEN)",
+    )
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description="remote mode: a token from `mlcp tokens create` (masked in `mlcp settings`)",
+    )
+    api_retries: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="remote mode: retries of a call that is safe to repeat (backoff from 0.5 s "
+        "doubling to 8 s, Retry-After honoured)",
+    )
+    api_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=3600,
+        description="remote mode: one API call, in seconds (a promotion runs the gates)",
+    )
     # Server side: the largest file `mlcp api` takes in one upload (a model, a dataset).
-    api_max_upload_mb: int = Field(default=2048, ge=1, le=1 << 20)
+    api_max_upload_mb: int = Field(
+        default=2048,
+        ge=1,
+        le=1 << 20,
+        description="server side: the largest upload `mlcp api` takes (MB), kept under "
+        "$MLCP_HOME/uploads",
+    )
 
     @property
     def remote(self) -> bool:
@@ -130,6 +204,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unsupported Feast online store {redact_url(value)!r}; use a SQLite file path "
                 "or redis://host:port"
+            )
+        return value
+
+    @field_validator("feature_generations")
+    @classmethod
+    def _check_feature_generations(cls, value: str) -> str:
+        if value != "database" and not value.startswith(("redis://", "rediss://")):
+            raise ValueError(
+                f"unsupported generations store {redact_url(value)!r}; use database (the "
+                "control-plane database) or redis://host:port"
             )
         return value
 

@@ -2,6 +2,7 @@
 
 token = tokens.create("ci", role="promoter", actor="admin")   # mlcp_...
 tokens.authenticate(token).role == "promoter"
+tokens.entries()   # [{"id", "name", "role", "created_by", "created_at", "revoked_at"}, ...]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,7 +49,7 @@ class TokenNotFound(ControlPlaneError):
 
     def __init__(self, token_id: int) -> None:
         self.token_id = token_id
-        super().__init__(f"no active token {token_id}; `mlcp audit list --action token.create`")
+        super().__init__(f"no active token {token_id}; `mlcp tokens list` shows the active ones")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,25 @@ class TokenStore:
                 clock=self.clock,
             )
             return True
+
+    def entries(self, include_revoked: bool = False) -> list[dict[str, Any]]:
+        """Every token's id, owner, role and dates, oldest first; never the token or its hash."""
+        query = select(ApiTokenRow).order_by(ApiTokenRow.id)
+        if not include_revoked:
+            query = query.where(ApiTokenRow.revoked_at.is_(None))
+        with self.sessions() as session:
+            rows = session.execute(query).scalars().all()
+        return [
+            {
+                "id": r.id,
+                "name": r.name,
+                "role": r.role,
+                "created_by": r.created_by,
+                "created_at": r.created_at.isoformat(),
+                "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+            }
+            for r in rows
+        ]
 
     def authenticate(self, token: str) -> Principal | None:
         if not token.startswith(PREFIX):

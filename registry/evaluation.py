@@ -14,7 +14,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -30,6 +30,12 @@ TASKS: tuple[str, ...] = get_args(Task)
 PROBABILITY_EPS = 1e-7
 _ROW_SUM_TOLERANCE = 1e-4
 _BATCH_SIZE = 4096
+# The fix for a program exported with a fixed batch size: serving batches requests.
+EXPORT_DYNAMIC_BATCH = (
+    "export with a dynamic batch dimension: torch.export.export(model, (x,), "
+    "dynamic_shapes=({0: torch.export.Dim.AUTO},)) with x of 2 rows or more, or register "
+    "the nn.Module itself and mlcp exports it so"
+)
 
 
 @dataclass(frozen=True)
@@ -158,9 +164,10 @@ def predict(
         raise ValueError("batch_size must be >= 2")
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     outputs = []
+    fixed = fixed_batch_size(model)
     with torch.inference_mode():
-        for start, stop in _batch_bounds(len(x), batch_size):
-            out = model(x[start:stop])
+        for start, stop in _batch_bounds(len(x), fixed or batch_size, exact=fixed is not None):
+            out = forward_rows(model, x[start:stop], fixed)
             if not isinstance(out, torch.Tensor):
                 raise InvalidModel(
                     type(model).__name__,
@@ -175,13 +182,28 @@ def predict(
     return scores.numpy()
 
 
-def _batch_bounds(n: int, size: int) -> list[tuple[int, int]]:
+def _batch_bounds(n: int, size: int, exact: bool = False) -> list[tuple[int, int]]:
     # A pt2 program exported from a >= 2-row example may refuse a batch of one row
-    # (torch.export specializes sizes 0 and 1), so a trailing single row joins the batch before.
+    # (torch.export specializes sizes 0 and 1), so a trailing single row joins the batch before
+    # (not when batches must be exactly ``size``: forward_rows pads the last one).
     edges = [*range(0, n, size), n]
-    if len(edges) > 2 and edges[-1] - edges[-2] == 1:
+    if not exact and len(edges) > 2 and edges[-1] - edges[-2] == 1:
         del edges[-2]
     return list(itertools.pairwise(edges))
+
+
+def forward_rows(model: torch.nn.Module, x: torch.Tensor, fixed: int | None = None) -> Any:
+    """``model(x)``, also for a program exported with a fixed batch size ``fixed`` (see
+    `fixed_batch_size`): fewer rows are padded with copies of the last, and the outputs cut
+    back, so such a model can be evaluated even though serving can't batch it."""
+    import torch
+
+    n = len(x)
+    if fixed is None or n == fixed:
+        return model(x)
+    if n > fixed:
+        return torch.cat([forward_rows(model, x[i : i + fixed], fixed) for i in range(0, n, fixed)])
+    return model(torch.cat([x, x[-1:].expand(fixed - n, *x.shape[1:])]))[:n]
 
 
 def _probabilities(scores: torch.Tensor) -> torch.Tensor:
@@ -212,7 +234,9 @@ def _check_input_width(
 
     try:
         with torch.inference_mode():
-            model(torch.from_numpy(np.ascontiguousarray(features[:2])))
+            forward_rows(
+                model, torch.from_numpy(np.ascontiguousarray(features[:2])), fixed_batch_size(model)
+            )
     # Eager modules raise RuntimeError on a shape mismatch; torch.export programs (pt2) fail
     # their input guards with AssertionError.
     except (RuntimeError, AssertionError) as exc:
@@ -245,6 +269,23 @@ def input_width(model: torch.nn.Module) -> int | None:
     for module in model.modules():  # eager: the first module that holds weights
         if any(True for _ in module.parameters(recurse=False)):
             return int(module.in_features) if isinstance(module, torch.nn.Linear) else None
+    return None
+
+
+def fixed_batch_size(model: torch.nn.Module) -> int | None:
+    """The batch size a torch.export program was traced with when it is static (it then refuses
+    every other size); None for a dynamic batch dimension or an eager module."""
+    import torch
+
+    graph = getattr(model, "graph", None)
+    if not isinstance(graph, torch.fx.Graph):
+        return None
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            shape = getattr(node.meta.get("val"), "shape", None)
+            if shape is not None and len(shape) >= 1 and isinstance(shape[0], int):
+                return int(shape[0])
+            return None
     return None
 
 

@@ -37,6 +37,7 @@ from registry.errors import (
     VersionNotFound,
     first_line,
 )
+from registry.evaluation import EXPORT_DYNAMIC_BATCH, fixed_batch_size
 from registry.hashing import directory_sha256
 
 if TYPE_CHECKING:
@@ -84,9 +85,20 @@ def translate_errors(uri: str) -> Iterator[None]:
 
 
 def tensor_signature(model: torch.nn.Module, example: np.ndarray) -> ModelSignature:
-    """A TensorSpec signature with a dynamic batch dimension, outputs from one forward pass."""
+    """A TensorSpec signature with a dynamic batch dimension, outputs from one forward pass.
+
+    A torch.export program traced with a static batch size keeps it in the signature (MLflow
+    then exports it as it is): the schema gate refuses it, saying how to export instead.
+    """
     import torch
 
+    fixed = fixed_batch_size(model)
+    if fixed is not None and fixed != example.shape[0]:
+        raise InvalidModel(
+            type(model).__name__,
+            f"it was exported with a fixed batch size of {fixed} and the input example has "
+            f"{example.shape[0]} rows; serving batches requests: {EXPORT_DYNAMIC_BATCH}",
+        )
     try:
         with torch.inference_mode():
             out = model(torch.from_numpy(example))
@@ -104,8 +116,9 @@ def tensor_signature(model: torch.nn.Module, example: np.ndarray) -> ModelSignat
     # Unnamed on purpose: with a named tensor, MLflow's scoring server hands the model a dict
     # {"input": array}, which its torch flavor refuses, so `mlflow models serve` answered 400
     # to every request. Serving names the single input "input" itself.
+    batch = -1 if fixed is None else fixed
     return ModelSignature(
-        inputs=Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]))]),
+        inputs=Schema([TensorSpec(example.dtype, (batch, *example.shape[1:]))]),
         outputs=Schema([TensorSpec(out_np.dtype, (-1, *out_np.shape[1:]))]),
     )
 

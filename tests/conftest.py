@@ -54,8 +54,8 @@ def _no_prometheus_multiproc_env() -> Iterator[None]:
 
 def service_missing(what: str, why: object) -> None:
     message = (
-        f"{what} is not reachable ({why}); start it as ../shared/notes-deps.md says "
-        "(pg_ctlcluster / redis-server)"
+        f"{what} is not reachable ({why}); start it as docs/operations.md#local-services "
+        "says (pg_ctlcluster / redis-server)"
     )
     if IN_CI:
         pytest.fail(f"CI=true and {message}", pytrace=False)

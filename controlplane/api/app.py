@@ -295,6 +295,12 @@ def create_app(cp: ControlPlane) -> FastAPI:
         token_id, token = cp.tokens.create(body.name, body.role, _actor(who))
         return {"id": token_id, "name": body.name, "role": body.role, "token": token}
 
+    @app.get("/v1/tokens")
+    def list_tokens(_: TokenAdmin, include_revoked: bool = False) -> list[dict[str, Any]]:
+        """Every token's id, owner, role and dates (what `mlcp tokens list --json` prints);
+        never a token or its hash."""
+        return cp.tokens.entries(include_revoked)
+
     @app.delete("/v1/tokens/{token_id}")
     def revoke_token(token_id: int, who: TokenAdmin) -> dict[str, Any]:
         if not cp.tokens.revoke(token_id, _actor(who)):

@@ -101,8 +101,9 @@ def local_only(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(package_name="mlcp", prog_name="mlcp")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """mlcp: register PyTorch models with lineage, promote them through gates, serve them,
-    and roll them back on their own when they breach their SLO; every change audited.
+    """mlcp: register PyTorch models with lineage, promote them through gates, serve them
+    with features from Feast, and roll them back on their own when they breach their SLO or
+    drift; every change audited.
 
     Settings come from MLCP_* environment variables and an optional mlcp.toml; the
     default keeps everything under ./.mlcp (SQLite, local artifacts). With MLCP_API_URL and

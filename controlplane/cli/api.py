@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from controlplane.cli import Env, local_only, pass_env
-from controlplane.cli.output import emit_json, progress
+from controlplane.cli.output import emit_json, progress, table
 
 
 @click.command()
@@ -24,7 +24,7 @@ def api(env: Env, host: str, port: int) -> None:
 
 @click.group()
 def tokens() -> None:
-    """Create and revoke API tokens (roles: viewer, data-scientist, promoter, admin)."""
+    """Create, list and revoke API tokens (roles: viewer, data-scientist, promoter, admin)."""
 
 
 @tokens.command()
@@ -42,6 +42,28 @@ def create(env: Env, name: str, role: str, as_json: bool) -> None:
     else:
         progress(f"token {created['id']} ({role}) for {name}; store it now, it is not shown again")
         click.echo(created["token"])
+
+
+@tokens.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="revoked tokens too")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_env
+def list_tokens(env: Env, include_revoked: bool, as_json: bool) -> None:
+    """List the active tokens (id, owner, role, who created them, when); never a token."""
+    rows = env.service.tokens(include_revoked)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no tokens; create one with `mlcp tokens create NAME --role ROLE`")
+        return
+    table(
+        [
+            {**r, "created_at": r["created_at"][:19], "revoked_at": (r["revoked_at"] or "-")[:19]}
+            for r in rows
+        ],
+        ["id", "name", "role", "created_by", "created_at"] + (["revoked_at"] * include_revoked),
+    )
 
 
 @tokens.command()

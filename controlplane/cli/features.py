@@ -30,6 +30,10 @@ def features() -> None:
 @local_only
 def apply(env: Env, path: Path, as_json: bool) -> None:
     """Register the definitions in --file; a changed schema needs a new version."""
+    from controlplane.shadowing import advice, shadows_beside
+
+    for found in shadows_beside(path.resolve().parent):
+        click.echo(f"mlcp: warning: {advice(found.stem, found)}", err=True)
     managed = env.cp.features
     progress(f"applying {path} to Feast project {env.settings.feast_project}")
     report = managed.apply(path, env.settings.actor)

@@ -17,10 +17,11 @@ from controlplane.service.base import ACCEPTED
 @click.option(
     "--to",
     "target",
-    type=click.Choice(["production"]),
+    type=click.Choice(["production", "canary"]),
     default="production",
     show_default=True,
-    help="where the version is headed",
+    help="production: the champion now (or after a canary, with --canary); canary: the "
+    "challenger at --canary PERCENT or the policy's first canary step",
 )
 @click.option(
     "--canary",
@@ -35,10 +36,14 @@ from controlplane.service.base import ACCEPTED
 @click.option("--json", "as_json", is_flag=True, help="print the gate report as JSON")
 @pass_env
 def promote(env: Env, ref: str, target: str, canary_percent: int | None, as_json: bool) -> None:
-    """Run REF's gates and promote it. Exit 0 promoted (or awaiting approval), 1 refused."""
+    """Run REF's gates and promote it. Exit 0 promoted (or awaiting approval), 1 refused.
+
+    Both `--to canary` and `--to production --canary` start a canary that `mlcp controller
+    run` walks to production through the policy's steps."""
     progress(f"running the gates of {ref}")
-    # --canary alone (0): the policy's first canary step.
-    result = env.service.promote(ref, canary_percent or None, canary=canary_percent is not None)
+    # --canary alone (0) or --to canary: the policy's first canary step.
+    canary = canary_percent is not None or target == "canary"
+    result = env.service.promote(ref, canary_percent or None, canary=canary)
     _finish(result, as_json)
 
 

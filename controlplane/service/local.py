@@ -218,6 +218,9 @@ class LocalService:
         token_id, token = self.cp.tokens.create(name, role, self.actor)
         return {"id": token_id, "name": name, "role": role, "token": token}
 
+    def tokens(self, include_revoked: bool = False) -> list[Json]:
+        return self.cp.tokens.entries(include_revoked)
+
     def revoke_token(self, token_id: int) -> Json:
         from controlplane.tokens import TokenNotFound
 

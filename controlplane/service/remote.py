@@ -233,6 +233,10 @@ class RemoteService:
     def revoke_token(self, token_id: int) -> Json:
         return self._call("DELETE", f"/v1/tokens/{token_id}")
 
+    def tokens(self, include_revoked: bool = False) -> list[Json]:
+        params = {"include_revoked": "true"} if include_revoked else None
+        return list(self._get("/v1/tokens", params))
+
     # -- transport ----------------------------------------------------------------------------
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self._call("GET", path, params=params, repeatable=True)

@@ -76,6 +76,16 @@ class GateContext:
     machine_class: str | None = None  # what this machine is called in latency budgets
 
 
+def evaluate_hint(ref: str, like: Evaluation | None = None) -> str:
+    """The command that gives ``ref`` the evaluation a gate lacks, with every required option
+    (the label of ``like``, the evaluation to match, when there is one).
+
+    evaluate_hint("churn@2")  # "`mlcp evaluate churn@2 --data PATH --label LABEL`"
+    """
+    label = like.label_column if like is not None else "LABEL"
+    return f"`mlcp evaluate {ref} --data PATH --label {label}`"
+
+
 class Gate(Protocol):
     name: str
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from registry.gates.base import GateContext, GateResult
+from registry.gates.base import GateContext, GateResult, evaluate_hint
 
 
 class ChampionComparisonGate:
@@ -57,7 +57,7 @@ class ChampionComparisonGate:
                 if cand_eval is None
                 else f"the candidate's evaluation has no metric {self.metric!r}"
             )
-            return self._fail(f"{why}; run `mlcp evaluate {ctx.candidate.ref} --data PATH` first")
+            return self._fail(f"{why}; run {evaluate_hint(ctx.candidate.ref)} first")
         candidate = float(cand_eval.metrics[self.metric])
 
         champion = ctx.champion
@@ -80,9 +80,11 @@ class ChampionComparisonGate:
                 },
             )
 
+        # `mlcp evaluate CANDIDATE` scores the champion on the same rows too.
         fix = (
-            "evaluate the champion on the same data: "
-            f"`mlcp evaluate {champion.ref} --data PATH` (the data the candidate was evaluated on)"
+            "evaluate both on the same data: "
+            f"{evaluate_hint(ctx.candidate.ref, cand_eval)} with the data the candidate was "
+            "evaluated on (it scores the champion on the same rows)"
         )
         champ_eval = ctx.champion_eval
         if champ_eval is None:

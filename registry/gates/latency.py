@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from registry.errors import first_line
+from registry.evaluation import EXPORT_DYNAMIC_BATCH
 from registry.gates.base import GateContext, GateResult, LatencyProbe, Timing
 
 if TYPE_CHECKING:
@@ -97,7 +99,20 @@ class LatencyBudgetGate:
                 "MLCP_MACHINE_CLASS if this machine is of that class",
                 **where,
             )
-        per_batch = [self._measure(ctx.latency_probe, b) for b in self.batch_sizes]
+        per_batch = []
+        for batch_size in self.batch_sizes:
+            try:
+                per_batch.append(self._measure(ctx.latency_probe, batch_size))
+            except Exception as exc:  # the model's own failure: a fixed batch size, a bad shape
+                return GateResult.cannot_judge(
+                    self.name,
+                    self.threshold,
+                    f"the model fails on a batch of {batch_size} row(s) ({first_line(exc)}), "
+                    "so its latency can't be measured (a program exported with a fixed batch "
+                    "size does this)",
+                    fix=EXPORT_DYNAMIC_BATCH,
+                    **where,
+                )
         reasons: list[str] = []
         for b in per_batch:
             if b["p99_ms"] > self.p99_ms:

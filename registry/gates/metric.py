@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.gates.base import GateContext, GateResult
+from registry.gates.base import GateContext, GateResult, evaluate_hint
 
 
 class MetricThresholdGate:
@@ -39,7 +39,7 @@ class MetricThresholdGate:
             return GateResult.cannot_judge(
                 self.name,
                 self.threshold,
-                f"{why}; run `mlcp evaluate {ctx.candidate.ref} --data PATH` first",
+                f"{why}; run {evaluate_hint(ctx.candidate.ref)} first",
             )
         value = float(evaluation.metrics[self.metric])
         passed = (self.min is None or value >= self.min) and (self.max is None or value <= self.max)

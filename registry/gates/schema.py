@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from registry.evaluation import EXPORT_DYNAMIC_BATCH
 from registry.gates.base import GateContext, GateResult
+
+_FIXED_BATCH = "a fixed batch size"
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,17 @@ class SchemaCompatibilityGate:
             )
         mismatches = _mismatches(specs, self.inputs)
         found = [_describe_spec(spec) for spec in specs]
+        details: dict[str, Any] = {"mismatches": mismatches, "model": found, "declared": declared}
+        if mismatches:
+            details["reason"] = "; ".join(mismatches)
+        if any(_FIXED_BATCH in m for m in mismatches):
+            details["fix"] = EXPORT_DYNAMIC_BATCH
         return GateResult(
             gate=self.name,
             passed=not mismatches,
             observed="; ".join(found),
             threshold="; ".join(declared),
-            details={"mismatches": mismatches, "model": found, "declared": declared},
+            details=details,
         )
 
 
@@ -91,6 +99,12 @@ def _mismatches(specs: Sequence[Mapping[str, Any]], decls: Sequence[TensorSpecDe
             out.append(f"{where}: named {spec.get('name')!r}, expected {decl.name!r}")
         if _dtype(str(dtype)) != _dtype(decl.dtype):
             out.append(f"{where}: dtype {dtype}, expected {decl.dtype}")
+        if shape and decl.shape and decl.shape[0] == -1 and shape[0] != -1:
+            out.append(
+                f"{where}: {_FIXED_BATCH} of {shape[0]} (the model was exported with a static "
+                "batch dimension), expected any batch size"
+            )
+            shape = (-1, *shape[1:])  # said once; the other axes are judged below
         if not _shape_ok(shape, decl.shape):
             out.append(f"{where}: shape {_shape(shape)}, expected {_shape(decl.shape)}")
     return out
@@ -99,9 +113,9 @@ def _mismatches(specs: Sequence[Mapping[str, Any]], decls: Sequence[TensorSpecDe
 def _shape_ok(model: tuple[int, ...], declared: tuple[int, ...]) -> bool:
     if len(model) != len(declared):
         return False
-    # A declared -1 takes whatever the model fixes. A model's -1 (a free axis, usually the
-    # batch) must be declared -1 too: a fixed size there means policy and model disagree
-    # about how the server batches.
+    # A declared -1 takes whatever the model fixes (but on the batch axis: see _mismatches).
+    # A model's -1 (a free axis, usually the batch) must be declared -1 too: a fixed size
+    # there means policy and model disagree about how the server batches.
     return all(d == -1 or m == d for m, d in zip(model, declared, strict=True))
 
 

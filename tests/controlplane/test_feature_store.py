@@ -183,3 +183,39 @@ def test_evaluate_builds_its_rows_from_the_feature_service(
     assert candidate["dataset_rows"] == 4
     assert set(candidate["metrics"]) >= {"accuracy", "log_loss"}
     assert Path(candidate["dataset_source"]).parent == cp.settings.home / "evaluations"
+
+
+def test_materialize_bumps_redis_generations_when_the_setting_says_so(
+    settings, tmp_path: Path, redis_url: str, monkeypatch, capsys
+) -> None:
+    import uuid
+
+    from controlplane.generations import DbGenerations
+    from features.generations import RedisGenerations
+
+    project = f"gens_{uuid.uuid4().hex[:10]}"  # the namespace of the Redis keys
+    for var, value in {"MLCP_HOME": str(settings.home), "MLCP_FEAST_PROJECT": project,
+                       "MLCP_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+                       "MLCP_FEATURE_GENERATIONS": redis_url}.items():  # fmt: skip
+        monkeypatch.setenv(var, value)
+    (tmp_path / "defs.py").write_text(DEFS)
+    source([10.0, 20.0, 30.0]).to_parquet(tmp_path / "user_stats.parquet", index=False)
+    assert main(["features", "apply", "--file", str(tmp_path / "defs.py")]) == 0
+    capsys.readouterr()
+    window = ["--start", "2026-01-01"]
+    code, done = cli_json(capsys, "features", "materialize", "user_stats@1", *window)
+    assert (code, done["materialized"]) == (0, True)
+    gens = RedisGenerations(redis_url, namespace=project)
+    try:
+        assert gens.current(["user_stats__v1"]) == {"user_stats__v1": 1}
+        with ControlPlane.open() as cp:
+            assert isinstance(cp.features.generations, RedisGenerations)
+            database = DbGenerations(cp.sessions).current(["user_stats__v1"])
+            assert database == {"user_stats__v1": 0}  # the database was not asked
+            [row] = cp.features.history("user_stats@1")
+            assert row["generation"] == 1
+    finally:
+        import redis
+
+        redis.Redis.from_url(redis_url).delete(gens.key("user_stats__v1"))
+        gens.close()

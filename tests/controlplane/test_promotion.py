@@ -157,6 +157,31 @@ gates:
 """
 
 
+def test_a_program_exported_with_a_fixed_batch_is_refused_by_the_schema_gate(
+    world: World,
+) -> None:
+    x = world.train[FEATURES].to_numpy(np.float32)[:4]
+    static = torch.export.export(linear(W), (torch.from_numpy(x),)).module()  # batch 4 only
+    fp = fingerprint_frame(world.train)
+    version = world.cp.registry.register(
+        RegistrationRequest(
+            name=world.name,
+            model=static,
+            input_example=x,
+            training_data=TrainingData(fp.sha256, fp.rows, str(world.train_path), fp.columns),
+            reference_stats=reference_statistics(world.train, exclude=("label",)),
+        )
+    )
+    world.evaluate(version.version)  # evaluated in padded batches of 4
+    world.policy("gates:\n  schema: {inputs: [{dtype: float32, shape: [-1, 4]}]}\n")
+
+    result = world.cp.promotions.promote(version.ref, "ci")
+
+    assert result.outcome == "refused"
+    assert result.reason.startswith("schema: observed float32(4, 4), needs float32(-1, 4)")
+    assert "dynamic_shapes=({0: torch.export.Dim.AUTO},)" in result.reason
+
+
 def test_critical_data_failure_refuses(world: World) -> None:
     world.policy(DATA_CHECK.replace("SEVERITY", "critical"))
     v1 = world.register(W)

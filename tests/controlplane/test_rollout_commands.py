@@ -120,6 +120,22 @@ def test_canary_pause_resume_abort(world: World, capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.usefixtures("cli_env")
+def test_promote_to_canary_starts_at_the_first_step_and_to_elsewhere_is_refused(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (v1,) = promoted(world, 1)
+    v2 = world.register(W * 2)
+    code, _, err = run(capsys, "promote", f"{world.name}@{v2}", "--to", "staging")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "'production', 'canary'" in err
+    code, _, err = run(capsys, "promote", f"{world.name}@{v2}", "--to", "canary")
+    assert code == 0, err
+    snap = world.cp.promotions.snapshot(world.name)
+    assert (snap.champion, snap.challenger, snap.canary_percent) == (v1, v2, 10)
+
+
+@pytest.mark.usefixtures("cli_env")
 def test_deployments_say_what_is_live(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "deployments")
     assert (code, out.strip()) == (0, "nothing is deployed yet; promote a version with "

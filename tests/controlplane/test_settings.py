@@ -95,3 +95,13 @@ def test_api_url_must_be_http(monkeypatch) -> None:
     monkeypatch.setenv("MLCP_TOKEN", "mlcp_x")
     with pytest.raises(SettingsError, match="MLCP_API_URL: 'ftp://mlcp' is not an http"):
         load_settings()
+
+
+def test_feature_generations_take_the_database_or_redis(monkeypatch) -> None:
+    assert load_settings().feature_generations == "database"
+    monkeypatch.setenv("MLCP_FEATURE_GENERATIONS", "redis://:pw@cache:6379/0")
+    assert load_settings().feature_generations == "redis://:pw@cache:6379/0"
+    monkeypatch.setenv("MLCP_FEATURE_GENERATIONS", "memcached://cache")
+    with pytest.raises(SettingsError, match="MLCP_FEATURE_GENERATIONS") as caught:
+        load_settings()
+    assert "redis://host:port" in str(caught.value)

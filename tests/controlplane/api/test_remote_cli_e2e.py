@@ -210,3 +210,19 @@ def test_local_and_remote_print_the_same(world: dict, argv: tuple[str, ...]) -> 
     local_json = subprocess.run([MLCP, *argv, "--json"], env=world["server_env"],
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
     assert json.loads(remote_json.stdout) == json.loads(local_json.stdout)
+
+
+def test_tokens_list_names_owners_and_roles_never_a_token(world: dict) -> None:
+    remote = mlcp(world, "tokens", "list", "--json", token="admin")
+    assert remote.returncode == 0, remote.stderr
+    listed = json.loads(remote.stdout)
+    assert {(t["name"], t["role"]) for t in listed} >= {("ci-bot", "promoter"), ("ops", "admin")}
+    assert not any(secret in remote.stdout for secret in world["tokens"].values())
+    local = subprocess.run([MLCP, "tokens", "list", "--json"], env=world["server_env"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert json.loads(local.stdout) == listed
+    text = mlcp(world, "tokens", "list", token="admin")
+    assert "ci-bot" in text.stdout
+    assert "promoter" in text.stdout
+    denied = mlcp(world, "tokens", "list")  # a promoter may not manage tokens
+    assert denied.returncode == 5, denied.stderr

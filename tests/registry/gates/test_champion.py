@@ -130,7 +130,7 @@ def test_champion_evaluated_on_other_data_fails_saying_to_evaluate_it() -> None:
     assert result.blocking
     assert result.observed is None
     assert (
-        "evaluate the champion on the same data: `mlcp evaluate churn@1"
+        "evaluate both on the same data: `mlcp evaluate churn@2 --data PATH --label churned`"
         in (result.details["reason"])
     )
     assert result.details["champion_dataset"] == "e" * 64
@@ -144,7 +144,8 @@ def test_champion_without_evaluation_fails_saying_to_evaluate_it() -> None:
     )
 
     assert result.blocking
-    assert "evaluate the champion on the same data" in result.details["reason"]
+    assert "evaluate both on the same data" in result.details["reason"]
+    assert "--label" in result.details["reason"]
 
 
 def test_candidate_without_evaluation_fails_saying_to_evaluate_it() -> None:
@@ -153,7 +154,7 @@ def test_candidate_without_evaluation_fails_saying_to_evaluate_it() -> None:
     )
 
     assert result.blocking
-    assert "`mlcp evaluate churn@2 --data PATH`" in result.details["reason"]
+    assert "`mlcp evaluate churn@2 --data PATH --label LABEL`" in result.details["reason"]
 
 
 def test_negative_allowance_is_refused() -> None:

@@ -118,6 +118,19 @@ def test_missing_probe_fails() -> None:
     assert "no latency probe" in result.details["reason"]
 
 
+def test_a_model_that_refuses_a_batch_size_fails_saying_why_and_how_to_export() -> None:
+    net = torch.nn.Linear(3, 1).eval()
+    static = torch.export.export(net, (torch.ones(4, 3),)).module()  # batch fixed at 4
+    probe = make_forward_probe(static, (3,), warmup=1)
+
+    result = LatencyBudgetGate([1, 4], p99_ms=50, iterations=2, rounds=1).check(ctx(probe))
+
+    assert result.blocking
+    assert result.observed is None
+    assert result.details["reason"].startswith("the model fails on a batch of 1 row(s) (")
+    assert "torch.export.Dim.AUTO" in result.details["fix"]
+
+
 def test_bad_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="batch sizes must be >= 1"):
         LatencyBudgetGate([0], p99_ms=50)

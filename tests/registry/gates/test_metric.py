@@ -50,7 +50,7 @@ def test_missing_evaluation_fails_saying_how_to_evaluate() -> None:
     result = MetricThresholdGate("auc", min=0.75).check(GateContext(candidate=version()))
 
     assert result.blocking
-    assert "run `mlcp evaluate churn@2 --data PATH` first" in result.details["reason"]
+    assert "run `mlcp evaluate churn@2 --data PATH --label LABEL` first" in result.details["reason"]
 
 
 def test_missing_metric_fails_naming_the_metrics_there() -> None:

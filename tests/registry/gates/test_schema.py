@@ -49,6 +49,18 @@ def test_model_batch_axis_must_be_declared_any() -> None:
     assert result.details["mismatches"] == ["input 0: shape (-1, 4), expected (32, 4)"]
 
 
+def test_a_fixed_batch_size_fails_saying_how_to_export() -> None:
+    result = check(tensor_signature(("float32", [8, 5])), TensorSpecDecl("float32", (-1, 4)))
+
+    assert result.blocking
+    assert result.details["mismatches"] == [
+        "input 0: a fixed batch size of 8 (the model was exported with a static batch "
+        "dimension), expected any batch size",
+        "input 0: shape (-1, 5), expected (-1, 4)",
+    ]
+    assert "dynamic_shapes=({0: torch.export.Dim.AUTO},)" in result.details["fix"]
+
+
 def test_rank_mismatch_fails() -> None:
     result = check(tensor_signature(("float32", [-1, 4])), TensorSpecDecl("float32", (-1, 4, 1)))
 
