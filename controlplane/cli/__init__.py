@@ -148,7 +148,7 @@ def _register_commands() -> None:
         models,
         policy,
         promote,
-        report,
+        reports,
         rollback,
         serve,
         serving,
@@ -171,7 +171,7 @@ def _register_commands() -> None:
     cli.add_command(controller.controller)
     cli.add_command(deployments.deployments)
     cli.add_command(drift.drift)
-    cli.add_command(report.report)
+    cli.add_command(reports.report)
     cli.add_command(rollback.rollback)
     cli.add_command(rollback.canary)
     for command in (promote.promote, promote.approve, promote.reject, promote.gates):

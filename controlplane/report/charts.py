@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from html import escape
 
 WIDTH, HEIGHT = 1000, 250
-LEFT, RIGHT, TOP, BOTTOM = 70, 20, 30, 42
+LEFT, RIGHT, TOP, BOTTOM = 70, 20, 34, 42
 TIME_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
                 43200, 86400, 172800, 604800)  # fmt: skip
 CHAR_W = 6.3  # px per character of the 11 px labels, for laying labels out without a browser
@@ -36,6 +36,7 @@ class Line:
     width: float = 2.0
     tips: Sequence[str] = field(default_factory=tuple)  # one tooltip per point, optional
     key: str = ""  # what the legend toggles (a version: "v2")
+    max_gap: float | None = None  # seconds: points further apart are not joined
 
 
 @dataclass(frozen=True)
@@ -114,32 +115,50 @@ def time_chart(
 
 def event_lane(axis: TimeAxis, markers: Sequence[Marker]) -> str:
     """The markers' labels in rows above the charts, none overlapping, on the same time axis."""
-    rows: list[float] = []  # where each row's last label ends
-    placed = []
-    for m in sorted(markers, key=lambda m: m.t):
-        x = axis.x(m.t)
-        width = len(m.label) * CHAR_W + 10
-        row = next((i for i, end in enumerate(rows) if end < x - 2), None)
-        if row is None:
-            rows.append(0.0)
-            row = len(rows) - 1
-        rows[row] = x + width
-        placed.append((m, x, row))
-    height = 10 + 16 * max(len(rows), 1)
+    ordered = sorted(markers, key=lambda m: m.t)
+    placed = layout_labels([(axis.x(m.t), m.label) for m in ordered])
+    height = 10 + 16 * (max((row for _, _, row in placed), default=0) + 1)
     parts = [
         f'<svg class="lane" data-chart="events" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
         f'height="{height}" role="img" aria-label="deployment events">'
     ]
-    for m, x, row in placed:
-        y = 16 * row + 18
+    for m, (tx, anchor, row) in zip(ordered, placed, strict=True):
+        x, y = axis.x(m.t), 16 * row + 18
         title = f"<title>{escape(m.title or m.label)}</title>"
         parts.append(
             f'<g class="ev {escape(m.kind)}" data-event="{escape(m.kind)}">{title}'
             f'<line x1="{x:.1f}" y1="{y - 11}" x2="{x:.1f}" y2="{height}"/>'
-            f'<text x="{x + 3:.1f}" y="{y}">{escape(m.label)}</text></g>'
+            f'<text x="{tx:.1f}" y="{y}" text-anchor="{anchor}">{escape(m.label)}</text></g>'
         )
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def layout_labels(
+    items: Sequence[tuple[float, str]], char_w: float = CHAR_W, right: float = WIDTH - RIGHT
+) -> list[tuple[float, str, int]]:
+    """(text x, text-anchor, row) per (x, label), in order: a label starts just right of its
+    x, or ends just left of it when it would run past ``right``, in the first row where it
+    overlaps no other label."""
+    rows: list[list[tuple[float, float]]] = []
+    out = []
+    for x, text in items:
+        width = len(text) * char_w
+        if x + 3 + width > right:
+            tx, anchor, span = x - 3, "end", (x - 3 - width - 4, x)
+        else:
+            tx, anchor, span = x + 3, "start", (x, x + 3 + width + 4)
+        row = next(
+            (i for i, spans in enumerate(rows)
+             if all(span[1] <= lo or span[0] >= hi for lo, hi in spans)),
+            None,
+        )  # fmt: skip
+        if row is None:
+            rows.append([])
+            row = len(rows) - 1
+        rows[row].append(span)
+        out.append((tx, anchor, row))
+    return out
 
 
 def version_color(version: int) -> str:
@@ -266,47 +285,57 @@ def _marker_line(axis: TimeAxis, m: Marker) -> str:
 
 
 def _rollback_labels(axis: TimeAxis, markers: Sequence[Marker]) -> str:
-    """Rollbacks are labelled on every chart, at its top, staggered when close."""
-    parts, ends = [], [-1e9, -1e9]
-    for m in sorted((m for m in markers if m.kind == "rollback"), key=lambda m: m.t):
-        x = axis.x(m.t)
-        text = f"⟲ {m.label}"
-        width = len(text) * CHAR_W
-        anchor_end = x + width + 4 > WIDTH - RIGHT
-        row = 0 if ends[0] < x - 2 else 1
-        ends[row] = x + width + 4
-        y = 12 + 11 * row
-        tx, anchor = (x - 3, "end") if anchor_end else (x + 3, "start")
-        parts.append(
-            f'<text class="marklabel rollback" x="{tx:.1f}" y="{y}" text-anchor="{anchor}">'
-            f"{escape(text)}</text>"
-        )
-    return "".join(parts)
+    """Rollbacks are labelled on every chart, above its plot, staggered when close."""
+    rollbacks = sorted((m for m in markers if m.kind == "rollback"), key=lambda m: m.t)
+    texts = [f"⟲ {m.label}" for m in rollbacks]
+    placed = layout_labels([(axis.x(m.t), t) for m, t in zip(rollbacks, texts, strict=True)],
+                           char_w=CHAR_W + 0.6)  # fmt: skip
+    return "".join(
+        f'<text class="marklabel rollback" x="{tx:.1f}" y="{11 + 11 * min(row, 1)}" '
+        f'text-anchor="{anchor}">{escape(text)}</text>'
+        for text, (tx, anchor, row) in zip(texts, placed, strict=True)
+    )
 
 
 def _path(axis: TimeAxis, scale: _LinearScale | _LogScale, line: Line) -> str:
-    d, drawn, pen_down = [], 0, False
-    dots = []
+    """The line, broken at None values and at gaps wider than ``line.max_gap``; a point with
+    no neighbour to join is drawn as a dot."""
+    segments: list[list[tuple[float, float]]] = []
+    dots, previous = [], None
     for i, (t, v) in enumerate(line.points):
         if v is None:
-            pen_down = False
+            previous = None
             continue
         x, y = axis.x(t), scale.y(v)
-        d.append(f"{'L' if pen_down else 'M'}{x:.1f} {y:.1f}")
-        pen_down, drawn = True, drawn + 1
+        joined = previous is not None and (line.max_gap is None or t - previous <= line.max_gap)
+        if joined:
+            segments[-1].append((x, y))
+        else:
+            segments.append([(x, y)])
+        previous = t
         tip = line.tips[i] if i < len(line.tips) else f"{line.name}: {v:g}"
         dots.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(tip)}</title></circle>'
         )
-    if not drawn:
+    if not segments:
         return ""
-    # A lone point draws no line: a short tick keeps it visible.
-    path = " ".join(d) if drawn > 1 else f"{d[0]} h0.1"
+    # A lone point draws no line: a short stroke (round caps) and a dot keep it visible.
+    path = " ".join(
+        "M" + " L".join(f"{x:.1f} {y:.1f}" for x, y in seg) + (" h0.1" if len(seg) == 1 else "")
+        for seg in segments
+    )
+    lone = "".join(
+        f'<circle class="lone" cx="{seg[0][0]:.1f}" cy="{seg[0][1]:.1f}" r="3.5"/>'
+        for seg in segments
+        if len(seg) == 1
+    )
     dash = f' stroke-dasharray="{line.dash}"' if line.dash else ""
+    drawn = sum(len(seg) for seg in segments)
     return (
         f'<g class="series" data-series="{escape(line.name)}" data-key="{escape(line.key)}">'
         f'<path d="{path}" data-points="{drawn}" fill="none" stroke="{line.color}" '
         f'stroke-width="{line.width}"{dash} stroke-linejoin="round" stroke-linecap="round"/>'
+        f'<g fill="{line.color}">{lone}</g>'
         f'<g class="dots" fill="{line.color}">{"".join(dots)}</g></g>'
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from html import escape
+from itertools import pairwise
 from typing import Any
 
 from controlplane.report.charts import (
@@ -148,6 +149,7 @@ def _latency(data: Mapping[str, Any], axis: TimeAxis, markers: Sequence[Marker])
                     width=2.0 if dash is None else 1.5,
                     tips=[_tip(v, p, f"{label} {_ms(p[key])}") for p in pts],
                     key=f"v{v}",
+                    max_gap=1.5 * data["bucket_s"],
                 )
             )
     policy = data.get("policy") or {}
@@ -183,6 +185,7 @@ def _errors(data: Mapping[str, Any], axis: TimeAxis, markers: Sequence[Marker]) 
                 for p in s["points"]
             ],
             key=f"v{s['version']}",
+            max_gap=1.5 * data["bucket_s"],
         )
         for s in data["traffic"]
     ]
@@ -238,6 +241,7 @@ def _drift(data: Mapping[str, Any], axis: TimeAxis, markers: Sequence[Marker]) -
                 for p in d["points"]
             ],
             key=f"v{d['version']}",
+            max_gap=_gap([_epoch(p["t"]) for p in d["points"]], data["bucket_s"]),
         )
         for d in data["drift"]
     ]
@@ -393,6 +397,14 @@ def _history(data: Mapping[str, Any]) -> str:
         f"<th>action</th><th>by</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>"
         "</details></section>"
     )
+
+
+def _gap(times: Sequence[float], bucket_s: float) -> float:
+    """Analyses further apart than this were not consecutive (the version stopped serving):
+    three times their usual spacing, and at least a bucket and a half."""
+    steps = sorted(b - a for a, b in pairwise(times))
+    usual = steps[len(steps) // 2] if steps else 0.0
+    return max(3 * usual, 1.5 * bucket_s)
 
 
 # -- formatting ----------------------------------------------------------------------------------

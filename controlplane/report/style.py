@@ -70,7 +70,8 @@ footer { margin:36px 0 10px; color:var(--muted); font-size:12px; }
 """
 
 # Legend buttons hide or show a version on every chart. Then each chart records how many of
-# its series drew a visible path (data-drawn): what a reader sees, and what a test can read.
+# its paths the browser laid out with a length and a size (data-drawn) and where it sits on
+# the page (data-top, data-height): what a test in a headless browser reads back.
 SCRIPT = """
 (function () {
   document.querySelectorAll('.legend .key').forEach(function (key) {
@@ -85,13 +86,17 @@ SCRIPT = """
   document.querySelectorAll('svg[data-chart]').forEach(function (svg) {
     var n = 0;
     svg.querySelectorAll('path').forEach(function (p) {
-      var box = p.getBBox();
-      var visible = box.width > 0 || box.height > 0;
-      if (p.closest('defs') === null && p.getTotalLength() > 0 && visible) n++;
+      var box = p.getBBox(), length = p.getTotalLength();
+      p.dataset.length = length.toFixed(1);
+      if (p.closest('defs') === null && length > 0 && (box.width > 0 || box.height > 0)) n++;
     });
+    var rect = svg.getBoundingClientRect();
     svg.dataset.drawn = String(n);
+    svg.dataset.top = String(Math.round(rect.top + window.scrollY));
+    svg.dataset.height = String(Math.round(rect.height));
     drawn += n;
   });
   document.body.dataset.drawn = String(drawn);
+  document.body.dataset.height = String(document.documentElement.scrollHeight);
 })();
 """
