@@ -15,8 +15,9 @@ from typing import Any
 
 WIDTH = 1000
 COL_W, GAP, MARGIN = 205, 55, 10
-NODE_H, ROW_H, HEAD = 48, 62, 30
-CHARS = 29  # what a box's 12 px label holds
+NODE_H, ROW_H, HEAD = 60, 72, 30
+CHARS = 27  # what a box's 12 px bold label holds
+DETAIL_CHARS = 33  # and each of its two 11 px detail lines
 
 
 def lineage_svg(graph: Mapping[str, Any]) -> str:
@@ -41,9 +42,10 @@ def lineage_svg(graph: Mapping[str, Any]) -> str:
         "</defs>",
     ]
     for i, title in enumerate(graph["columns"]):
-        parts.append(
-            f'<text class="colhead" x="{_x(i) + COL_W / 2:.0f}" y="18">{escape(title)}</text>'
-        )
+        x = _x(i) + COL_W / 2
+        parts.append(f'<text class="colhead" x="{x:.0f}" y="18">{escape(title)}</text>')
+        if i not in columns:
+            parts.append(f'<text class="colnone" x="{x:.0f}" y="{HEAD + 20}">(none)</text>')
     for edge in graph["edges"]:
         if edge["source"] in where and edge["target"] in where:
             parts.append(_edge(where[edge["source"]], where[edge["target"]], edge["relation"]))
@@ -70,15 +72,30 @@ def _edge(source: tuple[float, float], target: tuple[float, float], relation: st
 
 def _box(node: Mapping[str, Any], x: float, y: float) -> str:
     title = "\n".join(p for p in (node["label"], node["detail"], node["title"]) if p)
+    details = "".join(
+        f'<text class="detail" x="{x + 8:.1f}" y="{y + 36 + 14 * i:.1f}">{escape(line)}</text>'
+        for i, line in enumerate(wrap(node["detail"], DETAIL_CHARS, lines=2))
+    )
     return (
         f'<g class="node {escape(node["status"])}" data-node="{escape(node["id"])}">'
         f"<title>{escape(title)}</title>"
         f'<rect x="{x:.1f}" y="{y:.1f}" width="{COL_W}" height="{NODE_H}" rx="6"/>'
-        f'<text class="label" x="{x + 8:.1f}" y="{y + 19:.1f}">{escape(_cut(node["label"]))}</text>'
-        f'<text class="detail" x="{x + 8:.1f}" y="{y + 37:.1f}">'
-        f"{escape(_cut(node['detail'], CHARS + 5))}</text></g>"
+        f'<text class="label" x="{x + 8:.1f}" y="{y + 18:.1f}">'
+        f"{escape(wrap(node['label'], CHARS)[0])}</text>{details}</g>"
     )
 
 
-def _cut(text: str, limit: int = CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def wrap(text: str, width: int, lines: int = 1) -> list[str]:
+    """``text`` in at most ``lines`` lines of ``width`` characters, broken at spaces; what
+    does not fit ends in an ellipsis (the box's tooltip has it whole)."""
+    out: list[str] = []
+    rest = text.split()
+    while rest and len(out) < lines:
+        line = rest.pop(0)
+        while rest and len(line) + 1 + len(rest[0]) <= width:
+            line += " " + rest.pop(0)
+        out.append(line)
+    if rest or any(len(line) > width for line in out):
+        last = out[-1] if out else ""
+        out[-1:] = [(last if len(last) < width else last[: width - 1]) + "…"]
+    return out or [""]

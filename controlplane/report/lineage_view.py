@@ -73,8 +73,8 @@ def merge_lineage(
             nodes[node_id] = _node(
                 node_id,
                 3,
-                f"v{version}: " + " → ".join(_collapse(steps)),
-                f"{len(deployed)} change(s), last {deployed[-1]['ts'][:19].replace('T', ' ')}Z",
+                f"v{version}: {steps[-1]}",
+                " → ".join(_collapse(steps)),
                 _lines(*(f"{e['ts'][:19].replace('T', ' ')}Z {e['label']}" for e in deployed)),
                 version,
                 status="bad" if last == "model.rollback" else STATUS.get(state, "plain"),

@@ -58,6 +58,7 @@ b.good { color:var(--good); } b.bad { color:var(--bad); }
 .state.canary { color:var(--live); }
 details summary { cursor:pointer; margin:6px 0; }
 .lineage .colhead { text-anchor:middle; fill:var(--muted); font-size:12px; font-weight:600; }
+.lineage .colnone { text-anchor:middle; fill:var(--muted); }
 .lineage .edge { fill:none; stroke:#98a2b3; stroke-width:1.5; }
 .lineage marker path { fill:#98a2b3; }
 .node rect { fill:var(--panel); stroke:#98a2b3; stroke-width:1.2; }

@@ -238,7 +238,9 @@ def test_lineage_merges_shared_nodes_and_adds_what_deployments_did() -> None:
     assert by_column[0] == ["churn_features@1"]
     assert by_column[1] == ["train.parquet"]
     assert by_column[2] == ["churn@1", "churn@2"]
-    assert by_column[3] == ["v1: production", "v2: canary 10% → 50% → rolled back"]
+    assert by_column[3] == ["v1: production", "v2: rolled back"]
+    details = [n["detail"] for n in graph["nodes"] if n["column"] == 3]
+    assert details == ["production", "canary 10% → 50% → rolled back"]
     dataset = next(n for n in graph["nodes"] if n["column"] == 1)
     assert "data check passed" in dataset["detail"]
     assert dataset["status"] == "good"
@@ -356,3 +358,18 @@ def test_a_model_with_no_traffic_yet_still_renders() -> None:
     text = " ".join(parsed(render_report(data)).text)
     assert "no data in this period" in text
     assert "nothing (never deployed)" in text
+
+
+def test_box_text_wraps_at_spaces_and_ends_in_an_ellipsis_when_cut() -> None:
+    from controlplane.report.graph import wrap
+
+    assert wrap("canary 10% → 50% → production", 20, lines=2) == [
+        "canary 10% → 50% →",
+        "production",
+    ]
+    assert wrap("canary 10% → 50% → production → rolled back", 12, lines=2) == [
+        "canary 10% →",
+        "50% →…",
+    ]
+    assert wrap("a" * 30, 10) == ["a" * 9 + "…"]
+    assert wrap("", 10) == [""]
