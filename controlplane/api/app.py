@@ -1,6 +1,6 @@
 """The control-plane REST API: models, versions, lineage, gates, policies, promotion,
-approval, shadows, serving windows, drift, reports (HTML), audit and tokens. Every route but /healthz needs a
-bearer token.
+approval, shadows, serving windows, drift, reports (HTML), audit and tokens. Every route but
+/healthz needs a bearer token.
 
     uvicorn.run(create_app(ControlPlane.open()))      # what `mlcp api` does
 """
