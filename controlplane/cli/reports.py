@@ -37,5 +37,10 @@ def report(env: Env, name: str, out: Path | None, since: str | None) -> None:
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
     html = env.service.report(name, when)
-    path = write_atomically(out or Path(f"{name}-report.html"), html)
+    target = out or Path(f"{name}-report.html")
+    try:
+        path = write_atomically(target, html)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise click.BadParameter(f"can't write {target}: {why}", param_hint="--out") from None
     click.echo(f"wrote {path} ({len(html.encode()) / 1000:.0f} kB); open it in a browser")

@@ -1,6 +1,6 @@
 """Headless Chromium (Debian's ``chromium`` package) for the report tests: the DOM after the
 page's script ran, and a screenshot. Missing, it skips the test on a developer's machine and
-fails it under ``CI=true`` (``.ci/run`` installs it)."""
+fails it under ``CI=true`` (``.ci/run`` installs it). ``CHROMIUM_BIN`` names another binary."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ FLAGS = ("--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage
 
 
 def chromium() -> str:
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
+    """The binary: ``$CHROMIUM_BIN`` (another Chromium, or Chrome), else Debian's."""
+    wanted = os.environ.get("CHROMIUM_BIN") or "chromium"
+    found = shutil.which(wanted) or shutil.which(wanted, path="/usr/bin")
     if found is None:
-        message = "chromium is not installed: apt-get install chromium (.ci/run installs it)"
+        message = f"{wanted} is not installed: apt-get install chromium (.ci/run installs it)"
         if IN_CI:
             pytest.fail(f"CI=true and {message}", pytrace=False)
         pytest.skip(message)

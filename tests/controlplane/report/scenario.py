@@ -22,7 +22,6 @@ import numpy as np
 from controlplane.context import ControlPlane
 from controlplane.controller import Controller
 from controlplane.controller.leader import FileLock
-from controlplane.policy import Policy
 from controlplane.serving import DbWindowSink
 from controlplane.settings import Settings
 from features.reference import bin_index
@@ -216,7 +215,3 @@ def _sketch(values: np.ndarray, edges: tuple[float, ...]) -> Sketch:
         maximum=float(values.max()) if len(values) else None,
         edges=edges, counts=tuple(int(c) for c in counts[: max(len(edges) - 1, 0)]),
     )  # fmt: skip
-
-
-def policy() -> Policy:
-    return Policy.from_yaml(POLICY)

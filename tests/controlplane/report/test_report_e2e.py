@@ -168,6 +168,9 @@ def test_mlcp_report_writes_the_page(
     assert main(["report", "no_such_model", "--out", str(played.work / "x.html")]) == 2
     assert "is not registered" in capsys.readouterr().err
     assert not (played.work / "x.html").exists()
+    blocked = played.page / "sub" / "r.html"  # under a file: not even root writes there
+    assert main(["report", played.name, "--out", str(blocked)]) == 2
+    assert "can't write" in capsys.readouterr().err
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
