@@ -357,6 +357,7 @@ def _stack(lines: Sequence[Line]) -> list[Line]:
                 [(t, running[t]) for t in times],
                 tips=[tips.get(t, f"{line.name}: 0") for t in times],
                 key=line.key,
+                max_gap=line.max_gap,
             )
         )
     return out
@@ -368,11 +369,26 @@ def _area(
     line: Line,
     below: Sequence[tuple[float, float | None]],
 ) -> str:
+    """The band between ``line`` and ``below`` (the same times), one polygon per run of
+    points no further apart than ``line.max_gap``: where nothing was served, no band."""
     if not line.points:
         return ""
     upper = [(axis.x(t), scale.y(v or 0.0)) for t, v in line.points]
-    lower = [(axis.x(t), scale.y(v or 0.0)) for t, v in reversed(below)]
-    d = "M" + " L".join(f"{x:.1f} {y:.1f}" for x, y in [*upper, *lower]) + " Z"
+    lower = [(axis.x(t), scale.y(v or 0.0)) for t, v in below]
+    runs, start = [], 0
+    for i in range(1, len(line.points) + 1):
+        gap = (
+            line.max_gap is not None
+            and i < len(line.points)
+            and (line.points[i][0] - line.points[i - 1][0] > line.max_gap)
+        )
+        if i == len(line.points) or gap:
+            runs.append((start, i))
+            start = i
+    d = " ".join(
+        "M" + " L".join(f"{x:.1f} {y:.1f}" for x, y in [*upper[a:b], *lower[a:b][::-1]]) + " Z"
+        for a, b in runs
+    )
     dots = "".join(
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(tip)}</title></circle>'
         for (x, y), tip in zip(upper, line.tips, strict=False)

@@ -110,15 +110,19 @@ def _time_range(
     since: datetime | None,
     now: datetime,
 ) -> tuple[datetime, datetime]:
-    """From ``since`` (else the first window or deployment event) to the last thing seen."""
-    times = [parse_time(w["started_at"]) for w in windows[:1]]
-    times += [parse_time(w["ended_at"]) for w in windows[-1:]]
-    times += [parse_time(e["ts"]) for e in events if e["kind"] not in ("history",)]
+    """From ``since``, else the first window (the charts are about serving: deployment events
+    from before any traffic, such as a first promotion, stay in the tables), else the first
+    deployment event; to the last thing seen."""
+    times = [parse_time(w["ended_at"]) for w in windows[-1:]]
+    times += [parse_time(e["ts"]) for e in events if e["kind"] != "history"]
     times += [parse_time(p["t"]) for d in drift for p in d["points"]]
     if since is not None:
-        times = [t for t in times if t >= since]
-    start = since if since is not None else min(times, default=now)
-    end = max(times, default=now)
+        start = since
+    elif windows:
+        start = parse_time(windows[0]["started_at"])
+    else:
+        start = min(times, default=now)
+    end = max((t for t in times if t >= start), default=now)
     return start, max(end, start)
 
 

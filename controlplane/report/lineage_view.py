@@ -1,6 +1,8 @@
 """Every version's lineage (``LineageGraph.to_dict()``) merged into one graph in four
 columns: feature service version -> training data and its data check -> model version ->
-what its deployments did (from the audit log's events).
+what its deployments did (from the audit log's events). A version trained on rows of its
+feature service is drawn service -> data -> version; without training data, service ->
+version.
 
     graph = merge_lineage([build_lineage(v, []).to_dict() for v in versions], events)
     graph["nodes"][0]    # {"id", "column", "label", "detail", "title", "status"}
@@ -58,13 +60,16 @@ def merge_lineage(
             "status": STATUS.get(state, "plain"),
             "order": version,
         }
-        if (fs := found.get("feature_service")) is not None:
+        fs, ds = found.get("feature_service"), found.get("dataset")
+        if fs is not None:
             nodes.setdefault(fs["id"], _node(fs["id"], 0, fs["label"], "", fs["label"], version))
-            edges.append({"source": fs["id"], "target": mv["id"], "relation": "features for"})
-        if (ds := found.get("dataset")) is not None:
+            # Training sets come from the pinned service (Feast's point-in-time join).
+            target = ds["id"] if ds is not None else mv["id"]
+            _edge(edges, fs["id"], target, "features for")
+        if ds is not None:
             if ds["id"] not in nodes:
                 nodes[ds["id"]] = _dataset(ds, found.get("data_check"), version)
-            edges.append({"source": ds["id"], "target": mv["id"], "relation": "trained on"})
+            _edge(edges, ds["id"], mv["id"], "trained on")
         deployed = [e for e in events if e["version"] == version and e["action"] in DEPLOY_ACTIONS]
         if deployed:
             steps = [DEPLOY_ACTIONS[e["action"]] or _short(e["label"]) for e in deployed]
@@ -81,6 +86,12 @@ def merge_lineage(
             )
             edges.append({"source": mv["id"], "target": node_id, "relation": "deployed"})
     return {"columns": list(COLUMNS), "nodes": list(nodes.values()), "edges": edges}
+
+
+def _edge(edges: list[dict[str, str]], source: str, target: str, relation: str) -> None:
+    edge = {"source": source, "target": target, "relation": relation}
+    if edge not in edges:
+        edges.append(edge)
 
 
 def _dataset(ds: Mapping[str, Any], check: Mapping[str, Any] | None, order: int) -> dict[str, Any]:

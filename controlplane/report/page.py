@@ -95,7 +95,9 @@ def _header(data: Mapping[str, Any]) -> str:
     cells.append(("versions", str(len(data["versions"]))))
     cells.append(("rollbacks", f"{len(rollbacks)} ({automatic} by the controller)"))
     summary = "".join(
-        f"<div class=cell><span>{escape(k)}</span><b>{escape(v)}</b></div>" for k, v in cells
+        f"<div class='cell{' wide' if len(v) > 40 else ''}'><span>{escape(k)}</span>"
+        f"<b>{escape(v)}</b></div>"
+        for k, v in cells
     )
     return (
         f"<header><h1>{name} <small>model report</small></h1>"
@@ -214,6 +216,7 @@ def _share(data: Mapping[str, Any], axis: TimeAxis, markers: Sequence[Marker]) -
                 _tip(s["version"], p, f"{_pct_text(p['share'])} of requests") for p in s["points"]
             ],
             key=f"v{s['version']}",
+            max_gap=1.5 * data["bucket_s"],
         )
         for s in data["traffic"]
     ]

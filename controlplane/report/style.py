@@ -17,6 +17,7 @@ code { font:12px ui-monospace, "DejaVu Sans Mono", monospace; }
 .cell { background:var(--panel); border:1px solid var(--line); border-radius:6px;
   padding:6px 10px; }
 .cell span { display:block; color:var(--muted); font-size:12px; } .cell b { font-size:15px; }
+.cell.wide { flex-basis:100%; } .cell.wide b { font-size:13px; font-weight:500; }
 figure { margin:14px 0 6px; } figcaption h3 { margin:0; } figcaption .note { margin:0 0 4px; }
 svg { display:block; max-width:100%; height:auto; overflow:visible; }
 svg text { font:11px system-ui, "DejaVu Sans", sans-serif; fill:var(--fg); }

@@ -244,7 +244,10 @@ def test_lineage_merges_shared_nodes_and_adds_what_deployments_did() -> None:
     dataset = next(n for n in graph["nodes"] if n["column"] == 1)
     assert "data check passed" in dataset["detail"]
     assert dataset["status"] == "good"
-    assert len(graph["edges"]) == 6
+    # service -> data once, data -> each version, each deployed version -> its deployments
+    assert len(graph["edges"]) == 5
+    assert {"source": "feature_service:churn_features@1", "target": "dataset:" + "ab" * 32,
+            "relation": "features for"} in graph["edges"]  # fmt: skip
 
 
 # -- axes and --since ----------------------------------------------------------------------------
@@ -373,3 +376,17 @@ def test_box_text_wraps_at_spaces_and_ends_in_an_ellipsis_when_cut() -> None:
     ]
     assert wrap("a" * 30, 10) == ["a" * 9 + "…"]
     assert wrap("", 10) == [""]
+
+
+def test_lines_and_bands_break_where_nothing_was_served() -> None:
+    from controlplane.report.charts import Line, time_chart
+
+    points = [(0.0, 50.0), (10.0, 60.0), (20.0, 55.0), (100.0, 40.0), (110.0, 45.0), (200.0, 9.0)]
+    axis = TimeAxis(0.0, 200.0)
+    for stacked in (False, True):
+        line = Line("v1", "#1f77b4", points, max_gap=15.0, key="v1")
+        svg = time_chart("t", axis, [line], y_label="y", stacked=stacked, y_max=100.0)
+        [d] = re.findall(r'<path d="([^"]*)" data-points', svg)
+        assert d.count("M") == 3, (stacked, d)
+    lone = time_chart("t", axis, [line], y_label="y")
+    assert lone.count('class="lone"') == 1  # the last point has no neighbour: a dot
