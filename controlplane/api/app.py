@@ -1,17 +1,18 @@
 """The control-plane REST API: models, versions, lineage, gates, policies, promotion,
-approval, shadows, serving windows, audit and tokens. Every route but /healthz needs a
-bearer token.
+approval, shadows, serving windows, drift, reports (HTML), audit and tokens. Every route but
+/healthz needs a bearer token.
 
     uvicorn.run(create_app(ControlPlane.open()))      # what `mlcp api` does
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.exceptions import HTTPException as _HTTPException
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
@@ -273,6 +274,20 @@ def create_app(cp: ControlPlane) -> FastAPI:
         from controlplane.drift.report import drift_report
 
         return drift_report(cp, ref(name, version), windows)
+
+    @app.get("/v1/models/{name}/report", response_class=HTMLResponse)
+    def report(
+        name: str,
+        _: Reader,
+        since: Annotated[
+            datetime | None, Query(description="chart from then on (ISO 8601; UTC if no zone)")
+        ] = None,
+    ) -> HTMLResponse:
+        """The model's report: one self-contained HTML page (what `mlcp report` writes)."""
+        from controlplane.report.write import report_html
+
+        when = None if since is None else audit.as_utc(since)
+        return HTMLResponse(report_html(cp, validate_model_name(name), when))
 
     @app.get("/v1/audit")
     def audit_list(

@@ -149,6 +149,7 @@ def _register_commands() -> None:
         models,
         policy,
         promote,
+        reports,
         rollback,
         serve,
         serving,
@@ -171,6 +172,7 @@ def _register_commands() -> None:
     cli.add_command(controller.controller)
     cli.add_command(deployments.deployments)
     cli.add_command(drift.drift)
+    cli.add_command(reports.report)
     cli.add_command(rollback.rollback)
     cli.add_command(rollback.canary)
     for command in (promote.promote, promote.approve, promote.reject, promote.gates):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -110,6 +111,11 @@ class ControlService(Protocol):
 
     def drift(self, ref: str, windows: int = 20) -> Json:
         """A version's drift over its last ``windows`` analyses (controlplane.drift.report)."""
+        ...
+
+    def report(self, name: str, since: datetime | None = None) -> str:
+        """NAME's report page (controlplane.report), charts from ``since`` on: the one
+        result that is HTML, not JSON."""
         ...
 
     # -- deployments and rollouts --------------------------------------------------------------

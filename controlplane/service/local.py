@@ -11,6 +11,7 @@ client must be a torch.export program: nothing a client sends is unpickled).
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,11 @@ class LocalService:
             if version is None:  # an alias: champion, challenger
                 version = self.cp.registry.get(parsed).version
         return as_json(serving_windows(self.cp.sessions, name, version, limit))
+
+    def report(self, name: str, since: datetime | None = None) -> str:
+        from controlplane.report.write import report_html
+
+        return report_html(self.cp, name, since)
 
     # -- deployments and rollouts --------------------------------------------------------------
     def drift(self, ref: str, windows: int = 20) -> Json:

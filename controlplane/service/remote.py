@@ -19,6 +19,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -180,6 +181,12 @@ class RemoteService:
             f"/v1/models/{_seg(name)}/versions/{version}/drift", params={"windows": windows}
         )
 
+    def report(self, name: str, since: datetime | None = None) -> str:
+        params = {"since": since.isoformat()} if since is not None else None
+        return self._call(
+            "GET", f"/v1/models/{_seg(name)}/report", params=params, repeatable=True, text=True
+        )
+
     # -- deployments and rollouts --------------------------------------------------------------
     def deployments(self, name: str | None = None) -> list[Json]:
         if name is None:
@@ -273,11 +280,13 @@ class RemoteService:
         repeatable: bool = False,
         retry_kinds: tuple[str, ...] = (),
         results: tuple[int, ...] = (),
+        text: bool = False,
     ) -> Any:
         """One API call, retried per `retry_delay`; the JSON answer, or an ApiError.
 
         ``repeatable``: safe to send twice. A request that never left (connection refused)
         is retried whatever the call. ``results``: statuses whose body is the answer.
+        ``text``: the answer is text (the report's HTML), not JSON.
         """
         attempt = 0
         while True:
@@ -296,6 +305,8 @@ class RemoteService:
             if status in results:
                 return _MISSING if method == "HEAD" else _json(response)
             if status < 400:
+                if text:
+                    return response.text
                 return None if method == "HEAD" else _json(response)
             error = _error(response, self.url)
             if status == 503 or error.kind in retry_kinds:

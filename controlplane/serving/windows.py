@@ -5,7 +5,7 @@ and the replicas column of ``mlcp deployments``.
     sink = DbWindowSink(cp.sessions)
     sink.report([window, ...])                          # one transaction per report
     sink.heartbeat(status)                              # upserts the replica's row
-    serving_windows(cp.sessions, "churn", version=3)    # newest first, as dicts
+    serving_windows(cp.sessions, "churn", version=3)    # newest first, as dicts (since=...)
     replicas(cp.sessions)                               # every replica's last heartbeat
 """
 
@@ -71,13 +71,19 @@ def replicas(sessions: sessionmaker[Session]) -> list[dict[str, Any]]:
 
 
 def serving_windows(
-    sessions: sessionmaker[Session], name: str, version: int | None = None, limit: int = 100
+    sessions: sessionmaker[Session],
+    name: str,
+    version: int | None = None,
+    limit: int = 100,
+    since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The model's (or one version's) latest windows, newest first: each is the window's
-    ``Window.to_dict()`` plus ``id`` and ``received_at``."""
+    """The model's (or one version's) latest windows (those ending at or after ``since``),
+    newest first: each is the window's ``Window.to_dict()`` plus ``id`` and ``received_at``."""
     query = select(ServingWindowRow).where(ServingWindowRow.model_name == name)
     if version is not None:
         query = query.where(ServingWindowRow.version == version)
+    if since is not None:
+        query = query.where(ServingWindowRow.ended_at >= as_utc(since))
     query = query.order_by(ServingWindowRow.ended_at.desc(), ServingWindowRow.id.desc())
     with sessions() as session:
         rows = session.execute(query.limit(max(0, limit))).scalars().all()

@@ -2,12 +2,14 @@
 script (examples/ci-promote.sh) registering, evaluating and promoting candidates (one
 refused, two promoted), then a rollback; the audit rows name the token's owner, a viewer
 token is refused with exit 5, an unreachable API gives exit 4, no client process imports
-mlflow, feast, Great Expectations or SQLAlchemy, and local and remote print the same."""
+mlflow, feast, Great Expectations or SQLAlchemy, and local and remote print the same (the
+report page too)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -226,3 +228,25 @@ def test_tokens_list_names_owners_and_roles_never_a_token(world: dict) -> None:
     assert "promoter" in text.stdout
     denied = mlcp(world, "tokens", "list")  # a promoter may not manage tokens
     assert denied.returncode == 5, denied.stderr
+
+
+def test_the_report_comes_through_the_api_as_locally(world: dict) -> None:
+    remote = mlcp(world, "report", NAME, "--out", "remote.html", token="viewer")
+    assert remote.returncode == 0, remote.stderr
+    local = subprocess.run([MLCP, "report", NAME, "--out", str(world["work"] / "local.html")],
+                           env=world["server_env"], capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert local.returncode == 0, local.stderr
+
+    def page(name: str) -> str:  # the same but for when each was generated
+        html = (world["work"] / name).read_text()
+        return re.sub(r"Generated [0-9: -]+\.", "Generated -.", html)
+
+    assert 'data-chart="latency"' in page("remote.html")
+    assert page("remote.html") == page("local.html")
+    unknown = mlcp(world, "report", "no_such_model")
+    assert unknown.returncode == 2
+    assert "is not registered" in unknown.stderr
+    bad = mlcp(world, "report", NAME, "--since", "soon")
+    assert bad.returncode == 2
+    assert "--since" in bad.stderr
