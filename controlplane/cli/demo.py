@@ -48,8 +48,12 @@ def demo(env: Env, fast: bool, scenes: bool) -> None:
         f"(max |diff| {result.max_abs_diff_plain_mlflow:.2e})"
     )
     if scenes:
+        from controlplane.report import write_report
+
         lifecycle = run_lifecycle(env.cp, result, click.echo, progress, fast=fast)
         _summary(env, lifecycle)
+        page = write_report(env.cp, "churn", env.cp.settings.home / "demo" / "churn-report.html")
+        click.echo(f"report: {page} (open it in a browser; `mlcp report churn` rewrites it)")
     check = env.service.verify_audit()
     state = "verified" if check["ok"] else "BROKEN"
     click.echo(f"audit log: {check['rows']} rows, chain {state}")

@@ -122,3 +122,15 @@ def test_the_demo_stops_what_it_started(demo: Run) -> None:
         if "mlcp" in cmdline and cwd == str(work):
             left.append(cmdline)
     assert not left
+
+
+def test_the_demo_writes_its_report(demo: Run, cp: ControlPlane) -> None:
+    """The page itself is rendered in Chromium by tests/controlplane/report; here: the demo
+    wrote it, with every chart and both rollbacks marked."""
+    work, done = demo
+    page = work / ".mlcp" / "demo" / "churn-report.html"
+    assert str(page) in done.stdout
+    html = page.read_text()
+    for chart in ("latency", "errors", "share", "drift"):
+        assert f'data-chart="{chart}"' in html
+    assert 'data-event="rollback"' in html
