@@ -151,7 +151,7 @@ def test_each_version_of_a_split_request_is_timed_until_its_own_rows_answer() ->
         )
         request.start()
         wait_until(lambda: champion.calls >= 1 and challenger.entered.is_set(), what="both parts")
-        threading.Event().wait(0.3)  # the challenger's rows take 0.3 s longer
+        threading.Event().wait(1.0)  # the challenger's rows take a second longer
         challenger.release.set()
         request.join(30)
     assert results["split"].status_code == 200
@@ -159,7 +159,7 @@ def test_each_version_of_a_split_request_is_timed_until_its_own_rows_answer() ->
     def latency(version: int) -> float:
         return sum(w.latency_sum_s for w in sink.windows if w.version == version)
 
-    assert latency(2) - latency(1) >= 0.25
+    assert latency(2) - latency(1) >= 0.5  # half of it: scheduling on a busy machine
 
 
 def test_metric_labels_name_only_served_versions_and_drained_ones_disappear(
