@@ -225,7 +225,8 @@ class LocalService:
         from features.errors import FeatureNotFound
         from features.refs import VersionedRef
 
-        repo, parsed = self.cp.features.repo, VersionedRef.parse(ref)
+        parsed = VersionedRef.parse(ref)  # a bad ref is refused before Feast loads (~7 s)
+        repo = self.cp.features.repo
         try:
             return _service(repo.service(parsed))
         except FeatureNotFound:
