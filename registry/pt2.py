@@ -168,6 +168,10 @@ class _Check:
                 raise self.refuse(f"member {name!r} appears twice")
             if ".." in name.split("/") or "\\" in name:
                 raise self.refuse(f"member name {info.filename!r} leaves the archive")
+            if name.startswith(("data/constants/custom_obj_", "data/constants/opaque_obj_")):
+                raise self.refuse(
+                    f"member {name!r} is a custom or opaque object, which loads by unpickling"
+                )
             if name not in _MEMBERS and not _WEIGHT.match(name) and not _CONSTANT.match(name):
                 raise self.refuse(
                     f"unknown member {name!r} (torch.export.save writes no such file)"

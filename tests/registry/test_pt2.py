@@ -19,6 +19,14 @@ from registry.model_files import load_model_file
 from registry.pt2 import check_pt2
 from tests.registry import crafted
 
+WHY = {
+    "pickled weight": "is pickled (use_pickle in model_weights_config.json)",
+    "pickled constant": "is pickled (use_pickle in model_constants_config.json)",
+    "custom object": "is a custom or opaque object",
+    "guard code": "a guard reads .write_text",
+    "pickled sample inputs": "pickle calls __builtin__.exec",
+}
+
 
 @pytest.fixture(scope="module")
 def good() -> bytes:
@@ -52,9 +60,10 @@ def test_each_hostile_archive_is_refused_before_it_runs(
     marker = tmp_path / "pwned"
     path = tmp_path / "m.pt2"
     path.write_bytes(crafted.HOSTILE[kind](good, marker))
-    with pytest.raises(UnsafeModel, match="not plain data"):
+    with pytest.raises(UnsafeModel, match="not plain data") as refused:
         load_model_file(path)
     assert not marker.exists()
+    assert WHY[kind] in str(refused.value)
 
 
 def _edit_program(good: bytes, edit: Callable[[dict], None]) -> bytes:
