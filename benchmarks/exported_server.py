@@ -48,6 +48,9 @@ class ArchiveLoader:
             inputs=(TensorSpec("input", "FP32", (-1, self.features)),),
             outputs=(TensorSpec("output", "FP32", (-1, 1)),),
         )
+        from registry.pt2 import check_pt2
+
+        check_pt2(self.path)  # a file from the command line: read as data before torch loads it
         return LoadedModel(spec, torch.export.load(str(self.path)).module())
 
 

@@ -106,7 +106,7 @@ def register_champion(home: Path, widths: tuple[int, ...]) -> dict[str, Any]:
         if promoted.outcome != "promoted":
             raise RuntimeError(f"promotion of {version.ref} ended {promoted.outcome!r}")
         t2 = time.perf_counter()
-        module = cp.registry.backend.load_version(MODEL_NAME, version.version)
+        module = cp.registry.backend.load_version(version)
         s = cp.settings
         return {
             "version": version.version,

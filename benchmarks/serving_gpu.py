@@ -204,6 +204,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         result["model"]["export_s"] = round(export(model, cfg["features"], archive), 2)
         result["model"]["archive_mb"] = round(archive.stat().st_size / 1e6, 1)
 
+        from registry.pt2 import check_pt2
+
+        check_pt2(archive)  # its own export, checked as every archive is before torch loads it
         loaded = torch.export.load(str(archive)).module().to(device=device, dtype=dtype)
         ceiling = {
             str(b): round(rows_per_s(loaded, b, cfg["features"], device, dtype, probe_s), 1)

@@ -10,6 +10,7 @@
     │   └── NoFallback         a rollback with no good version to return to
     ├── ConcurrentChange       the model changed between the gates and the transition (exit 1)
     ├── InvalidUpload          an uploaded file that is not what its name says, or not there
+    ├── InvalidDataPath        a server path the control API may not read (outside its data root)
     ├── LocalOnly              a command that works on the stores themselves, in remote mode
     └── ApiError               the control API said no (remote mode: MLCP_API_URL)
         ├── ApiRefused         ... because another change won (409 conflict, exit 1)
@@ -120,6 +121,14 @@ class InvalidUpload(ControlPlaneError):
     def __init__(self, upload: str, why: str) -> None:
         self.upload = upload
         super().__init__(f"upload {upload!r}: {why}")
+
+
+class InvalidDataPath(ControlPlaneError):
+    """A data path the control API may not read: only files under MLCP_API_DATA_ROOT."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(f"data_path {path!r}: {why}")
 
 
 class LocalOnly(ControlPlaneError):

@@ -135,9 +135,11 @@ class EvaluationService:
         progress: Progress,
         outputs: bool = False,
     ) -> Evaluation:
+        from controlplane.artifacts import load_verified
+
         backend = self.registrar.backend
         progress(f"loading {version.ref}")
-        model = backend.load_version(version.name, version.version)
+        model = load_verified(backend, self.sessions, version, actor)
         progress(f"evaluating {version.ref}")
         metrics = evaluate_frame(
             model, dataset.frame, dataset.label, dataset.task, dataset.feature_columns

@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or Infinity: a threshold of NaN compares false both ways, so it passes anything.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MetricFloor(_Strict):
@@ -107,8 +108,23 @@ class Gates(_Strict):
     schema_: SchemaRule | None = Field(default=None, alias="schema")
     latency: LatencyBudget | None = None
     drift_reference: bool = False
+    # A policy with no gate lets every version through: it must say so (`none: true`).
+    none: bool | None = None  # None, not False: a stored policy's body (and sha256) stays
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
+
+    def named(self) -> bool:
+        """Whether any gate is named."""
+        return bool(
+            self.metrics
+            or self.champion
+            or self.data_quality
+            or self.schema_
+            or self.latency
+            or self.drift_reference
+        )
 
 
 class Approval(_Strict):
@@ -371,6 +387,15 @@ class PolicyStore:
         from registry import validate_model_name
 
         validate_model_name(model_name)
+        if not policy.gates.named() and not policy.gates.none:
+            raise InvalidPolicy(
+                "policy",
+                "gates",
+                "it names no gate, so every version would pass; name gates, or say "
+                "`gates: {none: true}` to promote without any",
+            )
+        if policy.gates.named() and policy.gates.none:
+            raise InvalidPolicy("policy", "gates.none", "it names gates and says none: drop one")
         with self.sessions.begin() as session:
             current = self._latest(session, model_name)
             if current is not None and current.sha256 == policy.sha256():

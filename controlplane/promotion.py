@@ -170,7 +170,8 @@ class PromotionService:
             raise InvalidTransition(version.ref, "already the champion", "promoted again")
         target = "canary" if canary_percent is not None else "production"
 
-        report = run_gates(stored.policy.build_gates(), self._context(version, snap, stored))
+        context = self._context(version, snap, stored, actor)
+        report = run_gates(stored.policy.build_gates(), context)
         needs_person = report.passed and stored.policy.approval.required
         outcome: Outcome = (
             "refused"
@@ -291,7 +292,9 @@ class PromotionService:
             return _snapshot(model)
 
     # -- internals ----------------------------------------------------------------------------
-    def _context(self, version: ModelVersion, snap: Snapshot, stored: StoredPolicy) -> GateContext:
+    def _context(
+        self, version: ModelVersion, snap: Snapshot, stored: StoredPolicy, actor: str
+    ) -> GateContext:
         gates = stored.policy.gates
         champion = None
         if snap.champion is not None and snap.champion != version.version:
@@ -312,7 +315,7 @@ class PromotionService:
         if gates.latency is not None:
             from registry.gates.latency import detect_machine_class
 
-            probe, device = self._latency_probe(version)
+            probe, device = self._latency_probe(version, actor)
             machine = machine or detect_machine_class(device)
         return GateContext(
             candidate=version,
@@ -326,15 +329,16 @@ class PromotionService:
             machine_class=machine,
         )
 
-    def _latency_probe(self, version: ModelVersion) -> tuple[Any, str]:
+    def _latency_probe(self, version: ModelVersion, actor: str) -> tuple[Any, str]:
         import torch
 
+        from controlplane.artifacts import load_verified
         from registry.gates.latency import make_forward_probe
         from serving.config import cpu_threads
 
         spec = json.loads(version.signature["inputs"])[0]["tensor-spec"]
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = self.registrar.backend.load_version(version.name, version.version)
+        model = load_verified(self.registrar.backend, self.sessions, version, actor)
         shape = tuple(int(d) for d in spec["shape"][1:])
         # Timed with the threads `mlcp serve` gives torch here: the figure is what serves.
         threads = cpu_threads() if device == "cpu" else None

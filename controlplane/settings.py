@@ -145,6 +145,18 @@ class Settings(BaseSettings):
         description="server side: the largest upload `mlcp api` takes (MB), kept under "
         "$MLCP_HOME/uploads",
     )
+    api_max_body_kb: int = Field(
+        default=4096,
+        ge=1,
+        le=1 << 20,
+        description="server side: the largest JSON body any other route reads (KB): a policy, "
+        "a registration with its model inline; larger models go as uploads",
+    )
+    api_data_root: Path | None = Field(
+        default=None,
+        description="server side: the folder whose .parquet/.csv files POST .../evaluate may "
+        "name by path (relative to it); unset, that route reads no path (upload the file)",
+    )
 
     @property
     def remote(self) -> bool:

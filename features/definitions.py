@@ -177,6 +177,12 @@ def load_definitions(path: Path) -> Definitions:
         namespace = runpy.run_path(str(path), run_name="mlcp_definitions")
     except FeatureStoreError:
         raise
+    except SystemExit as exc:  # sys.exit() in the file would end mlcp itself, silently
+        raise InvalidDefinition(
+            str(path),
+            f"it called sys.exit({exc.code!r}) while being loaded; a definitions file only sets "
+            'DEFINITIONS (put script code under `if __name__ == "__main__":`)',
+        ) from exc
     except Exception as exc:  # the user's file: anything it raises is a bad definition
         raise InvalidDefinition(str(path), f"running it failed: {exc!r}") from exc
     defs = namespace.get("DEFINITIONS")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from features.errors import InvalidFeatureRef
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_DIGITS = re.compile(r"^[0-9]{1,10}$")  # ASCII: str.isdigit() also takes "³"
 
 
 @dataclass(frozen=True, order=True)
@@ -25,8 +26,10 @@ class VersionedRef:
     @classmethod
     def parse(cls, text: str) -> VersionedRef:
         name, sep, version = text.strip().partition("@")
-        if not sep or not version.isdigit() or int(version) < 1:
-            raise InvalidFeatureRef(text, "write NAME@VERSION with VERSION >= 1 (user_stats@2)")
+        if not sep or not _DIGITS.match(version) or not 1 <= int(version) <= 2**31 - 1:
+            raise InvalidFeatureRef(
+                text, "write NAME@VERSION with VERSION 1..2147483647 (user_stats@2)"
+            )
         if not _NAME.match(name) or "__" in name:
             raise InvalidFeatureRef(
                 text, "a name is lowercase letters, digits and single underscores, <= 63 chars"
@@ -36,7 +39,7 @@ class VersionedRef:
     @classmethod
     def from_feast_name(cls, feast_name: str) -> VersionedRef:
         name, sep, version = feast_name.rpartition("__v")
-        if not sep or not version.isdigit():
+        if not sep or not _DIGITS.match(version):
             raise InvalidFeatureRef(feast_name, "not an mlcp-managed Feast object (<name>__v<N>)")
         return cls(name, int(version))
 

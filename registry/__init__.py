@@ -7,6 +7,7 @@
 """
 
 from registry.errors import (
+    ArtifactTampered,
     IdempotencyConflict,
     InvalidEvaluationData,
     InvalidModel,
@@ -17,6 +18,7 @@ from registry.errors import (
     RegistrationInProgress,
     RegistryError,
     RegistryUnavailable,
+    UnsafeModel,
     VersionNotFound,
 )
 from registry.lineage import Intent, LineageStore, ModelVersion, PendingRegistration, TrainingData
@@ -31,6 +33,7 @@ from registry.registration import (
 
 __all__ = [
     "MODEL_FORMATS",
+    "ArtifactTampered",
     "IdempotencyConflict",
     "Intent",
     "InvalidEvaluationData",
@@ -51,6 +54,7 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailable",
     "TrainingData",
+    "UnsafeModel",
     "VersionNotFound",
     "validate_model_name",
 ]

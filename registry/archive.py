@@ -4,7 +4,8 @@
 
 The batch dimension is exported dynamic (the example has >= 2 rows), so the program the
 server loads takes any batch size, as registration's own export does. Nothing here unpickles:
-the server loads the archive with ``load_model_file(path, allow_pickle=False)``.
+the server loads the archive with ``load_model_file(path)``,
+which checks it as data first (`registry.pt2`).
 """
 
 from __future__ import annotations

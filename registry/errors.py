@@ -5,11 +5,13 @@
     ├── ModelNotFound            no registered model of that name
     ├── VersionNotFound          the model exists, the version or alias does not
     ├── InvalidModel             the object or file given is not a usable torch model
+    │   └── UnsafeModel          a model file whose loading would run code (a pickle inside)
     ├── InvalidRegistration      a registration request with bad fields
     ├── IdempotencyConflict      the key was used before with different content
     ├── RegistrationInProgress   another registration holds the same idempotency key
     ├── RegistrationFailed       a step failed; everything done before it was undone
     ├── RegistryUnavailable      the MLflow tracking/registry store cannot be reached
+    ├── ArtifactTampered         a stored model's files no longer hash to the registered sha256
     └── InvalidEvaluationData    labelled data a version cannot be evaluated on
 
 Third-party exceptions (MLflow's) are translated at the adapter edge,
@@ -68,6 +70,14 @@ class InvalidModel(RegistryError):
     def __init__(self, source: str, why: str) -> None:
         self.source = source
         super().__init__(f"{source} is not a usable torch model: {why}")
+
+
+class UnsafeModel(InvalidModel):
+    """A model file whose loading would run code: refused before torch reads it."""
+
+    def __init__(self, source: str, why: str) -> None:
+        self.why = why
+        super().__init__(source, f"refused, it is not plain data: {why}")
 
 
 class InvalidRegistration(RegistryError):
@@ -132,6 +142,20 @@ class RegistryUnavailable(RegistryError):
         super().__init__(
             f"cannot reach the MLflow store at {uri}: {why}; "
             "check MLCP_MLFLOW_TRACKING_URI and that the server is running"
+        )
+
+
+class ArtifactTampered(RegistryError):
+    """A stored model's files no longer hash to the sha256 recorded at registration."""
+
+    def __init__(self, ref: str, expected: str, got: str) -> None:
+        self.ref = ref
+        self.expected = expected
+        self.got = got
+        super().__init__(
+            f"{ref}: its stored artifact hashes to sha256 {got[:12]}..., not the "
+            f"{expected[:12]}... recorded at registration (it was changed after the gates "
+            "passed); refusing to load it: register the model again as a new version"
         )
 
 

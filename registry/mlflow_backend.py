@@ -30,10 +30,12 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_
 from mlflow.types import Schema, TensorSpec
 
 from registry.errors import (
+    ArtifactTampered,
     InvalidModel,
     ModelNotFound,
     RegistryError,
     RegistryUnavailable,
+    UnsafeModel,
     VersionNotFound,
     first_line,
 )
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     # Imported where a model is handled, not here: `mlcp promote` without a latency gate
     # and `mlcp approve` move aliases and never pay torch's import (~1.5 s).
     import torch
+
+    from registry.lineage import ModelVersion
 
 # MLflow's own files that registration adds next to the model after the fact; they are not
 # the model, so they stay out of the artifact digest.
@@ -250,6 +254,7 @@ class MlflowBackend:
         with tempfile.TemporaryDirectory(prefix="mlcp-verify-") as tmp:
             local = self.fetch_model(model_id, Path(tmp))
             digest = directory_sha256(local, exclude=_NOT_MODEL_FILES)
+            _check_archives(local, model_id, pickled_ok=True)
             with self._globals(), translate_errors(self.tracking_uri):
                 loaded = mlflow.pytorch.load_model(str(local))
             with torch.inference_mode():
@@ -263,21 +268,27 @@ class MlflowBackend:
             )
         return digest
 
-    def load_version(self, name: str, version: int) -> torch.nn.Module:
-        """``models:/NAME/VERSION`` loaded with plain MLflow (pickle needs its opt-in)."""
+    def load_version(self, version: ModelVersion) -> torch.nn.Module:
+        """The version's stored model, loaded only once its files hash to the sha256
+        recorded at registration (`ArtifactTampered` if not) and, for pt2, once its archive
+        reads as plain data (`registry.pt2`; `UnsafeModel` if not). The files are the
+        logged model the lineage names, not whatever the MLflow version points at now."""
         import tempfile
 
         import torch
 
-        # models:/ resolves against the process-global registry URI, hence _globals().
-        with (
-            tempfile.TemporaryDirectory(prefix="mlcp-load-") as tmp,
-            self._globals(),
-            translate_errors(self.registry_uri),
-        ):
-            model = mlflow.pytorch.load_model(f"models:/{name}/{version}", dst_path=tmp)
+        ref = version.ref
+        with tempfile.TemporaryDirectory(prefix="mlcp-load-") as tmp:
+            local = self.fetch_model(logged_model_id(version.source_uri), Path(tmp))
+            digest = directory_sha256(local, exclude=_NOT_MODEL_FILES)
+            if digest != version.artifact_sha256:
+                raise ArtifactTampered(ref, version.artifact_sha256 or "(none)", digest)
+            if version.model_format == "pt2":
+                _check_archives(local, ref)
+            with self._globals(), translate_errors(self.registry_uri):
+                model = mlflow.pytorch.load_model(str(local))
         if not isinstance(model, torch.nn.Module):
-            raise InvalidModel(f"{name}@{version}", f"MLflow loaded a {type(model).__name__}")
+            raise InvalidModel(ref, f"MLflow loaded a {type(model).__name__}")
         return model
 
     def log_evaluation(
@@ -437,6 +448,22 @@ class MlflowBackend:
                 if run.info.lifecycle_stage != "deleted":
                     self.client.set_terminated(run.info.run_id, status="FAILED")
                     self.client.delete_run(run.info.run_id)
+
+
+def _check_archives(local: Path, what: str, pickled_ok: bool = False) -> None:
+    """Every pt2 archive of a stored model read as data (`registry.pt2`) before MLflow hands
+    it to torch.export.load; a pt2 model without one is refused too."""
+    from registry.pt2 import check_pt2
+
+    if any(local.rglob("*.pth")):
+        if pickled_ok:
+            return  # MLflow's pickle format: unpickled only under MLflow's own opt-in
+        raise UnsafeModel(what, "its stored pt2 model holds a pickle (.pth) that MLflow would load")
+    archives = sorted(local.rglob("*.pt2"))
+    if not archives:
+        raise InvalidModel(what, "its stored pt2 model has no .pt2 archive")
+    for archive in archives:
+        check_pt2(archive, source=f"{what} ({archive.name})")
 
 
 def _delete_artifacts(location: str | None) -> None:

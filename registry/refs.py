@@ -9,6 +9,18 @@ from registry.errors import InvalidModelRef
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
+_DIGITS = re.compile(r"^[0-9]+$")  # ASCII only: str.isdigit() also takes "³" and "٣"
+# The largest version number a store keeps (a 32-bit integer column, as MLflow's is).
+MAX_VERSION = 2**31 - 1
+
+
+def parse_version(text: str, ref: str | None = None) -> int:
+    """A version number from text: ASCII digits, 1..MAX_VERSION; else InvalidModelRef."""
+    if not _DIGITS.match(text):
+        raise InvalidModelRef(ref or text, f"{text!r} is not a version number (digits 0-9)")
+    if len(text) > 10 or not 1 <= int(text) <= MAX_VERSION:
+        raise InvalidModelRef(ref or text, f"versions run from 1 to {MAX_VERSION}")
+    return int(text)
 
 
 def validate_model_name(name: str) -> str:
@@ -41,12 +53,9 @@ class ModelRef:
         if not sep or not target:
             raise InvalidModelRef(text, "the '@VERSION' or '@ALIAS' part is missing")
         validate_model_name(name)
-        if target.isdigit():
-            version = int(target)
-            if version < 1:
-                raise InvalidModelRef(text, "versions start at 1")
-            return cls(name=name, version=version)
-        if target.lower().startswith("v") and target[1:].isdigit():
+        if target.isdigit():  # any script's digits: refused below unless ASCII
+            return cls(name=name, version=parse_version(target, text))
+        if target.lower().startswith("v") and _DIGITS.match(target[1:]):
             raise InvalidModelRef(text, f"write the bare number ({name}@{target[1:]})")
         if not _ALIAS.match(target):
             raise InvalidModelRef(text, f"{target!r} is neither a version number nor an alias")

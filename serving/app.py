@@ -41,6 +41,7 @@ from serving.errors import (
 from serving.logs import REQUEST_ID, request_id
 from serving.manager import ModelManager
 from serving.metrics import OTHER
+from serving.openapi import install_error_handlers, serving_openapi
 from serving.protocol import (
     InferenceRequest,
     PredictRequest,
@@ -133,6 +134,8 @@ def create_app(manager: ModelManager) -> FastAPI:
             await manager.stop()
 
     app = FastAPI(title="mlcp serving", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    install_error_handlers(app)
+    app.openapi = lambda: serving_openapi(app)  # type: ignore[method-assign]
 
     async def body_of(request: Request) -> bytes:
         chunks, size = [], 0

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from serving.errors import InvalidInput
 from serving.runtime import OIP_DTYPES, TORCH_TO_OIP
@@ -61,6 +61,21 @@ class PredictRequest(_Strict):
 
     entities: list[dict[str, str | int | float | bool]] = Field(min_length=1)
     id: str | None = None
+
+    @model_validator(mode="after")
+    def _keys_are_keys(self) -> PredictRequest:
+        # Entities are keyed by int64 or string (features.definitions.EntityDtype); a float or
+        # a boolean would be coerced by the store (1.5 and true both read as customer 1).
+        for i, entity in enumerate(self.entities):
+            for key, value in entity.items():
+                if isinstance(value, bool | float):
+                    raise ValueError(
+                        f"entity {i}: {key!r} is {json.dumps(value)}; an entity key is an "
+                        "integer or a string, of its entity's type"
+                    )
+                if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                    raise ValueError(f"entity {i}: {key!r} is past a 64-bit integer")
+        return self
 
 
 def parse_body(model: type[BaseModel], body: bytes) -> Any:
@@ -135,7 +150,9 @@ def _describe(exc: ValidationError) -> str:
 
 
 def input_tensor(request: InferenceRequest, spec: ModelSpec) -> torch.Tensor:
-    """The request's one input as a tensor of the spec's dtype and (batch, ...) shape."""
+    """The request's one input as a tensor of the spec's dtype and (batch, ...) shape, once
+    the whole request fits the spec (the outputs it asks for too)."""
+    _check_outputs(request, spec)
     if len(request.inputs) != len(spec.inputs) or not spec.inputs:
         names = [s.name for s in spec.inputs]
         raise InvalidInput(
@@ -154,6 +171,11 @@ def input_tensor(request: InferenceRequest, spec: ModelSpec) -> torch.Tensor:
     if given._raw is not None:
         tensor = _from_bytes(given.name, given._raw, dtype, expected.datatype)
     else:
+        if expected.datatype != "BOOL" and _has_bool(given.data or []):
+            raise InvalidInput(
+                f"input {given.name!r} holds true/false; {spec.ref} takes {expected.datatype} "
+                "numbers (send 1 and 0)"
+            )
         try:
             tensor = torch.tensor(given.data, dtype=dtype)
         except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
@@ -172,6 +194,25 @@ def input_tensor(request: InferenceRequest, spec: ModelSpec) -> torch.Tensor:
             f"input {given.name!r} holds NaN or infinity, which {spec.ref} does not accept"
         )
     return tensor
+
+
+def _check_outputs(request: InferenceRequest, spec: ModelSpec) -> None:
+    known = [s.name for s in spec.outputs] or ["output"]
+    for wanted in request.outputs or ():
+        if wanted.name not in known:
+            raise InvalidInput(f"unknown output {wanted.name!r}; {spec.ref} gives {known}")
+
+
+def _has_bool(data: list[Any]) -> bool:
+    """Whether nested ``data`` holds a JSON true/false (torch would read it as 1.0/0.0)."""
+    pending = [data]
+    while pending:
+        for value in pending.pop():
+            if value.__class__ is bool:
+                return True
+            if value.__class__ is list:
+                pending.append(value)
+    return False
 
 
 def _from_bytes(name: str, raw: bytes, dtype: torch.dtype, datatype: str) -> torch.Tensor:

@@ -10,20 +10,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.exceptions import HTTPException as _HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.requests import Request
 
 from controlplane import audit
 from controlplane.api import errors, uploads, workflows
 from controlplane.api.auth import require
+from controlplane.api.guard import Guard
+from controlplane.api.openapi import control_openapi
 from controlplane.context import ControlPlane
 from controlplane.lineage import build_lineage
 from controlplane.policy import Policy
 from controlplane.tokens import ROLES, Principal
 from registry import validate_model_name
+from registry.refs import MAX_VERSION
 
 Reader = Annotated[Principal, Depends(require("read"))]
 Registrant = Annotated[Principal, Depends(require("register"))]
@@ -35,7 +36,8 @@ TokenAdmin = Annotated[Principal, Depends(require("tokens"))]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and Infinity parse from JSON (Python's reader takes them); no field wants them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PromoteBody(_Body):
@@ -46,14 +48,16 @@ class PromoteBody(_Body):
 class RollbackBody(_Body):
     """``{"reason": "..."}`` undoes the newest change; ``"to": 3`` returns to version 3."""
 
-    to: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    to: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     reason: str = Field(min_length=1, max_length=2000)
 
 
 class ShadowBody(_Body):
     """``{"version": 3}`` mirrors the model's traffic to version 3; ``{"version": null}`` stops."""
 
-    version: int | None = Field(ge=1, description="the version to shadow; null to stop")
+    version: int | None = Field(
+        ge=1, le=MAX_VERSION, description="the version to shadow; null to stop"
+    )
     reason: str | None = Field(default=None, max_length=2000)
 
 
@@ -63,7 +67,10 @@ class DecisionBody(_Body):
 
 class EvaluateBody(_Body):
     data_path: str = Field(
-        min_length=1, description="a parquet/CSV file the control plane can read"
+        min_length=1,
+        max_length=1000,
+        description="a .parquet/.csv file under the server's MLCP_API_DATA_ROOT, relative to "
+        "it (or upload the file: PUT /v1/uploads, then POST /v1/evaluations)",
     )
     label: str = Field(min_length=1)
     task: Literal["classification", "regression"] = "classification"
@@ -72,7 +79,7 @@ class EvaluateBody(_Body):
 
 class TrainingDataBody(_Body):
     fingerprint: str = Field(min_length=8, max_length=64)
-    rows: int = Field(ge=0)
+    rows: int = Field(ge=0, le=2**53)
     source: str | None = None
     columns: list[str] = Field(default_factory=list, max_length=10_000)
 
@@ -118,18 +125,12 @@ def create_app(cp: ControlPlane) -> FastAPI:
         description="Register, evaluate, gate and promote model versions, with an audit trail.",
     )
     app.state.cp = cp
+    app.openapi = lambda: control_openapi(app)  # type: ignore[method-assign]
     errors.install(app)
+    app.add_middleware(Guard, tokens=cp.tokens, max_body_bytes=cp.settings.api_max_body_kb << 10)
     # What a remote CLI needs beyond the routes below: uploads, and work done on them.
     app.include_router(uploads.router)
     app.include_router(workflows.router)
-
-    @app.exception_handler(_HTTPException)
-    async def http_error(_: Request, exc: _HTTPException) -> JSONResponse:
-        return JSONResponse(
-            errors.error_body("HTTPError", str(exc.detail)),
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -167,6 +168,8 @@ def create_app(cp: ControlPlane) -> FastAPI:
 
     @app.put("/v1/models/{name}/policy")
     def set_policy(name: str, body: dict[str, Any], who: PolicyAdmin) -> dict[str, Any]:
+        """The policy as JSON (the YAML file's content). One that names no gate must say
+        ``"gates": {"none": true}``: every version would pass it."""
         policy = Policy.from_dict(body, source="request body")
         return cp.policies.set(name, policy, _actor(who)).to_dict()
 
@@ -176,16 +179,9 @@ def create_app(cp: ControlPlane) -> FastAPI:
 
     @app.post("/v1/models/{name}/versions/{version}/evaluate")
     def evaluate(name: str, version: str, body: EvaluateBody, who: Evaluator) -> dict[str, Any]:
-        from pathlib import Path
+        from controlplane.api.data_paths import evaluate_on_path
 
-        candidate, champion = cp.evaluations.evaluate(
-            ref(name, version),
-            Path(body.data_path),
-            body.label,
-            body.task,
-            feature_columns=body.features,
-            actor=_actor(who),
-        )
+        candidate, champion = evaluate_on_path(cp, ref(name, version), body, _actor(who))
         return {"candidate": _eval(candidate), "champion": _eval(champion)}
 
     @app.post("/v1/models/{name}/versions/{version}/promote")
@@ -255,7 +251,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
     def windows(
         name: str,
         _: Reader,
-        version: Annotated[int | None, Query(ge=1)] = None,
+        version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         from controlplane.serving import serving_windows
@@ -317,7 +313,9 @@ def create_app(cp: ControlPlane) -> FastAPI:
         return cp.tokens.entries(include_revoked)
 
     @app.delete("/v1/tokens/{token_id}")
-    def revoke_token(token_id: int, who: TokenAdmin) -> dict[str, Any]:
+    def revoke_token(
+        token_id: Annotated[int, Path(ge=1, le=2**31 - 1)], who: TokenAdmin
+    ) -> dict[str, Any]:
         if not cp.tokens.revoke(token_id, _actor(who)):
             raise HTTPException(404, f"no active token {token_id}")
         return {"id": token_id, "revoked": True}
@@ -334,16 +332,18 @@ def _register(cp: ControlPlane, name: str, body: RegisterBody, actor: str) -> An
     import numpy as np
 
     from registry import InvalidModel, RegistrationRequest, TrainingData
-    from registry.model_files import load_model_file
+    from registry.model_files import load_exported_file
 
     try:
         archive = base64.b64decode(body.model_pt2_base64, validate=True)
-    except binascii.Error as exc:
-        raise InvalidModel("model_pt2_base64", f"not base64 ({exc})") from exc
+    except (binascii.Error, ValueError) as exc:  # ValueError: characters outside ASCII
+        raise InvalidModel(
+            "model_pt2_base64", f"not base64 ({exc}): send base64 of torch.export.save(...)"
+        ) from exc
     with tempfile.TemporaryDirectory(prefix="mlcp-upload-") as tmp:
         path = Path(tmp) / "model.pt2"
         path.write_bytes(archive)
-        model = load_model_file(path, allow_pickle=False)
+        model = load_exported_file(path, "model_pt2_base64")
     td = body.training_data
     return cp.registry.register(
         RegistrationRequest(

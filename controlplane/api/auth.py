@@ -17,6 +17,10 @@ def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    # The front door (controlplane.api.guard) authenticated the request before its body.
+    found = getattr(request.state, "principal", None)
+    if isinstance(found, Principal):
+        return found
     if credentials is None:
         raise HTTPException(
             401,

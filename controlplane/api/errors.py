@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controlplane import errors as cp
 from controlplane.tokens import InvalidRole, TokenNotFound
@@ -20,6 +23,8 @@ from features.errors import (
 )
 from registry import errors as reg
 
+log = logging.getLogger("controlplane.api")
+
 # Most specific first: the first isinstance match wins.
 STATUS: list[tuple[type[Exception], int]] = [
     (reg.ModelNotFound, 404),
@@ -32,10 +37,12 @@ STATUS: list[tuple[type[Exception], int]] = [
     (DefinitionConflict, 409),
     (OnlineStoreUnavailable, 503),
     (reg.InvalidModelRef, 422),
+    (reg.ArtifactTampered, 409),
     (reg.InvalidRegistration, 422),
     (reg.InvalidModel, 422),
     (cp.InvalidPolicy, 422),
     (cp.InvalidUpload, 422),
+    (cp.InvalidDataPath, 422),
     (InvalidRole, 422),
     (TokenNotFound, 404),
     (InvalidDataset, 422),
@@ -71,6 +78,23 @@ def install(app: FastAPI) -> None:
             error_body("InvalidRequest", message, problems=problems), status_code=422
         )
 
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette's own, for routing's 404 and 405 too: the same shape as every error.
+        assert isinstance(exc, StarletteHTTPException)
+        return JSONResponse(
+            error_body("HTTPError", str(exc.detail)),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse(
+            error_body("InternalError", "internal error; see the server log"), status_code=500
+        )
+
     for kind in (reg.RegistryError, FeatureStoreError, cp.ControlPlaneError):
         app.add_exception_handler(kind, domain_error)
     app.add_exception_handler(RequestValidationError, bad_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal)

@@ -67,7 +67,7 @@ def list_tokens(env: Env, include_revoked: bool, as_json: bool) -> None:
 
 
 @tokens.command()
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=click.IntRange(1, 2**31 - 1))
 @pass_env
 def revoke(env: Env, token_id: int) -> None:
     """Revoke token TOKEN_ID."""

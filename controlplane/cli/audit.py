@@ -17,7 +17,7 @@ def audit() -> None:
 @audit.command("list")
 @click.option("--subject", help="one subject (churn@3), or every version of a model (churn@*)")
 @click.option("--action", help="one action, e.g. model.register")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10**6), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @pass_env
 def list_(env: Env, subject: str | None, action: str | None, limit: int, as_json: bool) -> None:

@@ -24,6 +24,7 @@ _ROOTS = (
     "features.errors.FeatureStoreError",
     "serving.errors.ServingError",
 )
+_TAMPERED = "registry.errors.ArtifactTampered"  # a verification that failed: refused, exit 1
 _UNAVAILABLE = ("registry.errors.RegistryUnavailable", "features.errors.OnlineStoreUnavailable")
 
 
@@ -46,7 +47,7 @@ def report(exc: BaseException) -> int:
         return exc.exit_code
     unavailable = (cp.DatabaseUnavailable, cp.ApiUnavailable, *_loaded(*_UNAVAILABLE))
     table: tuple[tuple[tuple[type[BaseException], ...], int], ...] = (
-        ((cp.ConcurrentChange, cp.ApiRefused), REFUSED),
+        ((cp.ConcurrentChange, cp.ApiRefused, *_loaded(_TAMPERED)), REFUSED),
         (unavailable, UNAVAILABLE),
         ((cp.ApiDenied,), DENIED),
         ((cp.ApiFailed,), INTERNAL),

@@ -169,6 +169,12 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
     show_default=True,
     help="pt2 loads anywhere without your code; pickle needs it",
 )
+@click.option(
+    "--unsafe-allow-pickle",
+    is_flag=True,
+    help="load a torch.save'd --model by unpickling it, which RUNS THE CODE IN THE FILE: only "
+    "for files you made; a torch.export.save'd program needs no such trust",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the registered version as JSON")
 @pass_env
 def register(
@@ -186,6 +192,7 @@ def register(
     idempotency_key: str | None,
     description: str | None,
     model_format: str,
+    unsafe_allow_pickle: bool,
     as_json: bool,
 ) -> None:
     """Register a PyTorch model as a new version of NAME, with its lineage.
@@ -209,6 +216,7 @@ def register(
             idempotency_key=idempotency_key,
             description=description,
             model_format=model_format,
+            unsafe_allow_pickle=unsafe_allow_pickle,
         ),
         progress=progress,
     )
@@ -223,7 +231,7 @@ def register(
 @models.command()
 @click.option(
     "--older-than",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 10**9),
     default=3600,
     show_default=True,
     metavar="SECONDS",

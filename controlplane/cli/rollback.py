@@ -13,7 +13,7 @@ from controlplane.cli.output import emit_json
 
 @click.command()
 @click.argument("name")
-@click.option("--to", "to", type=click.IntRange(1), metavar="VERSION",
+@click.option("--to", "to", type=click.IntRange(1, 2**31 - 1), metavar="VERSION",
               help="the version to return to (default: the canary goes, else the previous good "
               "version takes over)")  # fmt: skip
 @click.option("--reason", required=True, help="why (goes to the audit log)")

@@ -222,9 +222,7 @@ def run_demo(
     progress(f"loading {good.model_uri} with plain mlflow.pytorch.load_model")
     net = _plain_mlflow_model(cp, good.model_uri)
     with torch.inference_mode():
-        reference = cp.registry.backend.load_version("churn", good.version)(
-            torch.from_numpy(example)
-        )
+        reference = cp.registry.backend.load_version(good)(torch.from_numpy(example))
         diff = float((net(torch.from_numpy(example)) - reference).abs().max())
     return DemoResult(
         version=cp.registry.get(good.ref),

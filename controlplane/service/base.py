@@ -49,6 +49,8 @@ class RegisterFiles:
     idempotency_key: str | None = None
     description: str | None = None
     model_format: str = "pt2"
+    # Unpickle a torch.save'd model (runs its code): --unsafe-allow-pickle, on this machine only.
+    unsafe_allow_pickle: bool = False
 
 
 @dataclass(frozen=True)

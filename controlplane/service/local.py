@@ -48,11 +48,25 @@ class LocalService:
     def register(self, request: RegisterFiles, progress: Progress = silent) -> Json:
         from features.fingerprint import read_dataset
         from registry import RegistrationRequest, validate_model_name
-        from registry.model_files import load_input_example, load_model_file
+        from registry.errors import UnsafeModel
+        from registry.model_files import load_exported_file, load_input_example, load_model_file
 
         validate_model_name(request.name)
         progress(f"loading {request.model}")
-        model = load_model_file(request.model, allow_pickle=self.trusted_files)
+        if request.unsafe_allow_pickle and not self.trusted_files:
+            raise UnsafeModel(
+                str(request.model), "the control API never unpickles a file a client sends"
+            )
+        if request.model_format == "pickle" and not request.unsafe_allow_pickle:
+            raise UnsafeModel(
+                "--format pickle",
+                "it stores the model as a pickle, which serving and the gates would unpickle "
+                "(running its code): add --unsafe-allow-pickle if you trust it",
+            )
+        if self.trusted_files:
+            model = load_model_file(request.model, unsafe_allow_pickle=request.unsafe_allow_pickle)
+        else:  # a client's upload
+            model = load_exported_file(request.model, f"upload {request.model.parent.name[:12]}...")
         example = load_input_example(request.input_example)
         frame = source = None
         if request.training_data is not None:
@@ -211,7 +225,8 @@ class LocalService:
         from features.errors import FeatureNotFound
         from features.refs import VersionedRef
 
-        repo, parsed = self.cp.features.repo, VersionedRef.parse(ref)
+        parsed = VersionedRef.parse(ref)  # a bad ref is refused before Feast loads (~7 s)
+        repo = self.cp.features.repo
         try:
             return _service(repo.service(parsed))
         except FeatureNotFound:

@@ -99,7 +99,9 @@ class RemoteService:
                 f"{request.model_format} needs local mode: the control API takes torch.export "
                 "programs only (it never unpickles what a client sends); register pt2",
             )
-        archive = _exported(request.model, request.input_example, progress)
+        archive = _exported(
+            request.model, request.input_example, progress, request.unsafe_allow_pickle
+        )
         model = self._upload(archive, f"{Path(request.model).stem}.pt2", progress)
         example = self._upload(request.input_example, upload_name(request.input_example), progress)
         data = None
@@ -342,16 +344,19 @@ def _body(content: Body | None) -> Iterator[Any]:
         yield fh
 
 
-def _exported(model: Path, example: Path, progress: Progress) -> bytes:
-    """The model as torch.export archive bytes: the file itself if it is one, else exported."""
+def _exported(model: Path, example: Path, progress: Progress, unsafe_allow_pickle: bool) -> bytes:
+    """The model as torch.export archive bytes: the file itself if it is one (the server
+    checks it), else a torch.save'd module unpickled here (only with the opt-in) and
+    exported."""
     from registry.archive import export_archive, is_exported_archive
 
     if is_exported_archive(model):
         return model.read_bytes()  # the cheap path: no torch here at all
     from registry.model_files import load_input_example, load_model_file
 
+    loaded = load_model_file(model, unsafe_allow_pickle=unsafe_allow_pickle)
     progress(f"exporting {model} with torch.export (save it with torch.export.save to skip this)")
-    return export_archive(load_model_file(model), load_input_example(example))
+    return export_archive(loaded, load_input_example(example))
 
 
 def _version_path(ref: str) -> str:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
 
-from registry.errors import RegistryError, first_line
+from controlplane.artifacts import load_verified
+from registry.errors import ArtifactTampered, RegistryError, UnsafeModel, first_line
 from serving.errors import ModelLoadFailed
 from serving.spec import LoadedModel, ModelSpec, TensorSpec
 
@@ -49,8 +50,9 @@ class RegistryModelLoader:
     `serving.errors.ModelLoadFailed` that says what to check.
     """
 
-    def __init__(self, cp: ControlPlane) -> None:
+    def __init__(self, cp: ControlPlane, actor: str = "serving") -> None:
         self.cp = cp
+        self.actor = actor  # who the audit log says refused a tampered artifact
 
     def load(self, name: str, version: int) -> LoadedModel:
         ref = f"{name}@{version}"
@@ -67,7 +69,11 @@ class RegistryModelLoader:
             )
         spec = model_spec(found)
         try:
-            module = self.cp.registry.backend.load_version(name, version)
+            module = load_verified(
+                self.cp.registry.backend, self.cp.sessions, found, actor=self.actor
+            )
+        except (ArtifactTampered, UnsafeModel) as exc:
+            raise ModelLoadFailed(ref, str(exc)) from exc
         except RegistryError as exc:
             raise ModelLoadFailed(
                 ref, f"{exc}; check that {found.model_uri} loads with MLflow (`mlcp models show`)"

@@ -15,6 +15,7 @@ import torch
 
 from controlplane.cli import main
 from tests.conftest import make_net
+from tests.registry import crafted
 
 MLCP = str(Path(sys.executable).parent / "mlcp")
 
@@ -74,7 +75,7 @@ def register(capsys, files: dict[str, Path], name: str, *extra: str) -> tuple[in
     return run(
         capsys,
         "models", "register", name,
-        "--model", str(files["model"]),
+        "--model", str(files["model"]), "--unsafe-allow-pickle",
         "--input-example", str(files["example"]),
         "--training-data", str(files["train"]),
         "--label", "label",
@@ -172,6 +173,13 @@ def test_audit_verify_exits_1_on_tampering(capsys, files, model_name: str, env: 
         (["models", "register", "x"], "Missing option '--model'"),
         (["models", "frobnicate"], "No such command"),
         (["audit", "list", "--limit", "0"], "--limit"),
+        # Each once answered exit 3 (int() of "³", an OverflowError from the database).
+        (["models", "show", "nosuch@\u00b3"], "not a version number"),
+        (["models", "show", "nosuch@9223372036854775808"], "1 to 2147483647"),
+        (["lineage", "nosuch@18446744073709551616"], "1 to 2147483647"),
+        (["rollback", "nosuch", "--to", "9223372036854775808", "--reason", "r"], "--to"),
+        (["tokens", "revoke", "9223372036854775808"], "TOKEN_ID"),
+        (["features", "show", "user_stats@\u00b3"], "NAME@VERSION"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, env: Path, argv: list[str], expect: str) -> None:
@@ -294,8 +302,8 @@ def test_commands_import_only_what_their_work_needs(files, model_name: str, env:
 
     heavy = {"feast", "great_expectations", "sklearn"}
     register = loaded("models", "register", model_name, "--model", str(files["model"]),
-                      "--input-example", str(files["example"]), "--training-data",
-                      str(files["train"]), "--label", "label")  # fmt: skip
+                      "--unsafe-allow-pickle", "--input-example", str(files["example"]),
+                      "--training-data", str(files["train"]), "--label", "label")  # fmt: skip
     assert not register & heavy
     evaluate = loaded("evaluate", f"{model_name}@1", "--data", str(files["train"]),
                       "--label", "label")  # fmt: skip
@@ -305,3 +313,41 @@ def test_commands_import_only_what_their_work_needs(files, model_name: str, env:
     assert not promote & (heavy | {"torch"})
     assert not loaded("audit", "list") & {"mlflow", "torch", "pandas"}
     assert not loaded("deployments", model_name) & {"mlflow", "torch"}
+
+
+@pytest.mark.parametrize("kind", sorted(crafted.HOSTILE))
+def test_register_refuses_an_archive_that_would_run_code(
+    capsys, files, model_name: str, kind: str
+) -> None:
+    marker = files["model"].with_name("pwned")
+    files["model"] = files["model"].with_name("hostile.pt2")
+    files["model"].write_bytes(crafted.HOSTILE[kind](crafted.exported_archive(), marker))
+    code, _, err = register(capsys, files, model_name)
+    assert code == 2
+    assert "not plain data" in one_line(err)
+    assert not marker.exists()
+
+
+def test_register_says_one_line_for_a_zip_faked_as_an_export(capsys, files, model_name) -> None:
+    files["model"] = files["model"].with_name("fake.pt2")
+    crafted.fake_export(files["model"])
+    code, _, err = register(capsys, files, model_name)
+    assert code == 2
+    assert "is not a usable torch model" in one_line(err)  # not torch's 17-line traceback
+
+
+def test_a_saved_module_needs_the_opt_in_that_says_it_runs_code(capsys, files, model_name) -> None:
+    code, _, err = run(capsys, "models", "register", model_name, "--model", str(files["model"]),
+                       "--input-example", str(files["example"]))  # fmt: skip
+    assert code == 2
+    line = one_line(err)
+    assert "--unsafe-allow-pickle" in line
+    assert "torch.export.save(program" in line
+    assert register(capsys, files, model_name)[0] == 0  # register() passes the flag
+
+
+def test_features_apply_on_a_file_that_exits_is_an_error(capsys, env: Path) -> None:
+    (env / "exits.py").write_text("import sys\nsys.exit(0)\n")
+    code, _, err = run(capsys, "features", "apply", "--file", str(env / "exits.py"))
+    assert code == 2
+    assert "it called sys.exit(0) while being loaded" in one_line(err)

@@ -131,6 +131,7 @@ def test_training_set_and_registration_pin_the_service(
     np.save(repo / "x.npy", np.ones((2, 2), np.float32))
     code, version = cli_json(
         capsys, "models", "register", model_name, "--model", str(repo / "m.pt"),
+        "--unsafe-allow-pickle",
         "--input-example", str(repo / "x.npy"), "--training-data", str(out), "--label", "label",
         "--feature-service", "user_features@1",
     )  # fmt: skip
@@ -147,6 +148,7 @@ def test_unknown_feature_service_is_refused_at_registration(
     torch.save(torch.nn.Linear(2, 1), repo / "m.pt")
     np.save(repo / "x.npy", np.ones((2, 2), np.float32))
     argv = ["models", "register", model_name, "--model", str(repo / "m.pt"),
+        "--unsafe-allow-pickle",
             "--input-example", str(repo / "x.npy"), "--feature-service", "nosuch@1"]  # fmt: skip
     code = main(argv)
     assert code == 2
@@ -161,7 +163,8 @@ def test_evaluate_builds_its_rows_from_the_feature_service(
     assert main(["features", "materialize", "user_stats@1", "--start", "2026-01-01"]) == 0
     torch.save(torch.nn.Linear(2, 1), repo / "m.pt")
     np.save(repo / "x.npy", np.ones((2, 2), np.float32))
-    argv = ["models", "register", model_name, "--model", str(repo / "m.pt"), "--input-example",
+    argv = ["models", "register", model_name, "--model", str(repo / "m.pt"),
+        "--unsafe-allow-pickle", "--input-example",
             str(repo / "x.npy"), "--feature-service", "user_features@1"]  # fmt: skip
     assert main(argv) == 0
     capsys.readouterr()

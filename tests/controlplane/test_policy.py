@@ -89,9 +89,10 @@ def test_not_a_mapping_or_not_yaml(text: str) -> None:
 def test_store_revisions_and_audit(cp: ControlPlane, model_name: str) -> None:
     with pytest.raises(NoPolicy, match="mlcp policy set"):
         cp.policies.current(model_name)
-    required = Policy.from_yaml("approval: {required: true}")
+    required = Policy.from_yaml("approval: {required: true}\ngates: {none: true}")
     first = cp.policies.set(model_name, required, "alice")
-    same = cp.policies.set(model_name, Policy.from_yaml("approval:\n  required: true\n"), "bob")
+    again = "gates:\n  none: true\napproval:\n  required: true\n"
+    same = cp.policies.set(model_name, Policy.from_yaml(again), "bob")
     assert (first.revision, same.revision) == (1, 1)
     second = cp.policies.set(model_name, Policy.from_yaml(FULL), "alice")
     assert second.revision == 2
@@ -118,3 +119,24 @@ def test_cli_policy_set_and_show(cp: ControlPlane, tmp_path: Path, capsys, monke
     assert err == [f"mlcp: error: {where}: Input should be a valid number, unable to parse string "
                    "as a number"]  # fmt: skip
     assert main(["policy", "show", "nosuch"]) == 2
+
+
+@pytest.mark.parametrize("threshold", [".nan", ".inf", "-.inf"])
+def test_thresholds_must_be_finite(threshold: str) -> None:
+    # A NaN floor compares false both ways: it would pass every model.
+    with pytest.raises(InvalidPolicy, match=r"metrics\[0\]\.min: Input should be a finite"):
+        Policy.from_yaml(f"gates:\n  metrics: [{{metric: auc, min: {threshold}}}]\n")
+
+
+def test_a_policy_without_gates_needs_acknowledgement(cp: ControlPlane, model_name: str) -> None:
+    for text in ("", "approval: {required: false}", "gates: {}"):
+        with pytest.raises(InvalidPolicy, match=r"names no gate.*gates: \{none: true\}"):
+            cp.policies.set(model_name, Policy.from_yaml(text), "alice")
+    with pytest.raises(NoPolicy):
+        cp.policies.current(model_name)  # nothing was stored
+    stored = cp.policies.set(model_name, Policy.from_yaml("gates: {none: true}"), "alice")
+    assert stored.policy.build_gates() == []
+    with pytest.raises(InvalidPolicy, match="drop one"):
+        cp.policies.set(
+            model_name, Policy.from_yaml("gates: {none: true, drift_reference: true}"), "a"
+        )

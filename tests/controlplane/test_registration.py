@@ -78,6 +78,7 @@ def home(cp: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
 
 def cli_register(capsys, home: Path, name: str, *extra: str) -> tuple[int, str, str]:
     code = main(["models", "register", name, "--model", str(home / "model.pt"),
+                 "--unsafe-allow-pickle",
                  "--input-example", str(home / "x.npy"),
                  "--training-data", str(home / "train.parquet"), *extra])  # fmt: skip
     out, err = capsys.readouterr()

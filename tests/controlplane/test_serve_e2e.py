@@ -79,7 +79,7 @@ def features(cp: ControlPlane, ids: list[int], names: list[str]) -> torch.Tensor
 def test_v2_and_entity_endpoints_answer_like_the_registered_model(
     server: str, cp: ControlPlane
 ) -> None:
-    model = cp.registry.backend.load_version("churn", 1)
+    model = cp.registry.backend.load_version(cp.registry.get("churn@1"))
     with httpx.Client(base_url=server, timeout=30) as client:
         meta = client.get("/v2/models/churn").json()
         names = meta["parameters"]["feature_names"]
@@ -171,3 +171,59 @@ def test_shadow_answers_nobody_and_its_windows_reach_the_database(
     )
     assert sum(w["requests"] for w in windows) >= 1
     assert windows[0]["features"]["tenure_months"]["count"] >= 1
+
+
+def test_a_tampered_artifact_is_refused_and_the_champion_keeps_answering(
+    server: str, cp: ControlPlane
+) -> None:
+    import io
+    import zipfile
+
+    import numpy as np
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    from controlplane import audit
+    from registry import RegistrationRequest
+    from registry.mlflow_backend import logged_model_id
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 1), torch.nn.Sigmoid()).eval()
+    x = np.random.default_rng(3).random((8, 5), dtype=np.float32)
+    v3 = cp.registry.register(
+        RegistrationRequest(
+            name="churn", model=net, input_example=x, feature_service="churn_features@1"
+        )
+    )
+    # Overwrite its weights in place in the artifact store, as anyone with write access to the
+    # bucket could: the archive stays valid, and plain MLflow would serve the new weights.
+    location = cp.registry.backend.client.get_logged_model(logged_model_id(v3.source_uri))
+    archive = Path(local_file_uri_to_path(location.artifact_location)) / "data" / "model.pt2"
+    with zipfile.ZipFile(archive) as src:
+        members = {info: src.read(info) for info in src.infolist()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info, data in members.items():
+            if info.filename.endswith("data/weights/weight_0"):
+                data = torch.full((len(data) // 4,), 9.0).numpy().tobytes()
+            dst.writestr(info, data)
+    archive.write_bytes(out.getvalue())
+
+    cp.policies.set("churn", Policy.from_yaml("gates: {none: true}"), "ci")
+    assert cp.promotions.promote(v3.ref, "ci").outcome == "promoted"
+    with httpx.Client(base_url=server, timeout=30) as client:
+        failures = wait_until(
+            lambda: client.get("/v1/serving/state").json()["failures"].get(v3.ref),
+            what="the replica to refuse churn@3",
+        )
+        answers = [
+            client.post("/v1/models/churn/predict", json={"entities": [{"customer_id": i}]})
+            for i in range(10)
+        ]
+    assert "recorded at registration" in failures
+    assert "changed after the gates passed" in failures
+    assert [(a.status_code, a.json()["versions"]) for a in answers] == [(200, [2])] * 10
+    with cp.sessions() as session:
+        refused = audit.entries(session, subject=v3.ref, action="model.artifact_refused")
+    assert refused
+    assert refused[0].evidence["recorded_sha256"] == v3.artifact_sha256
+    assert refused[0].evidence["stored_sha256"] != v3.artifact_sha256

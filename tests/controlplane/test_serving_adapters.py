@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy
 import torch
 
+from controlplane import audit
 from controlplane.context import ControlPlane
 from controlplane.errors import InvalidTransition
 from controlplane.policy import Policy
@@ -34,6 +35,7 @@ from controlplane.serving.loader import tensor_specs
 from controlplane.settings import Settings
 from features import reference_statistics
 from registry import RegistrationRequest, RegistryError
+from registry.mlflow_backend import logged_model_id
 from serving.errors import FeaturesUnavailable, InvalidInput, ModelLoadFailed
 from serving.spec import Deployment, TensorSpec
 from serving.windows import LATENCY_EDGES_S, Sketch, Window
@@ -116,10 +118,59 @@ def test_loader_refuses_an_unknown_version_saying_where_to_look(
 
 def test_loader_reports_an_artifact_mlflow_cannot_load(cp: ControlPlane, model_name: str) -> None:
     version = cp.registry.get(f"{model_name}@{register(cp, model_name)}")
-    cp.registry.backend.client.delete_model_version(model_name, str(version.version))
+    cp.registry.backend.client.delete_logged_model(logged_model_id(version.source_uri))
     with pytest.raises(ModelLoadFailed, match="loads with MLflow") as info:
         RegistryModelLoader(cp).load(model_name, version.version)
     assert isinstance(info.value.__cause__, RegistryError)  # MLflow's error stays below
+
+
+def test_loader_refuses_a_tampered_artifact_and_audits_it(
+    cp: ControlPlane, model_name: str
+) -> None:
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    version = cp.registry.get(f"{model_name}@{register(cp, model_name)}")
+    logged = cp.registry.backend.client.get_logged_model(logged_model_id(version.source_uri))
+    stored = Path(local_file_uri_to_path(logged.artifact_location))
+    (stored / "MLmodel").write_text((stored / "MLmodel").read_text() + "\n# changed\n")
+    with pytest.raises(ModelLoadFailed, match="recorded at registration"):
+        RegistryModelLoader(cp, actor="serving:test").load(model_name, version.version)
+    with cp.sessions() as session:
+        (row,) = audit.entries(session, subject=version.ref, action="model.artifact_refused")
+    assert row.actor == "serving:test"
+    assert row.evidence["recorded_sha256"] == version.artifact_sha256
+
+
+@pytest.mark.parametrize("kind", ["pickled weight", "custom object"])
+def test_loader_refuses_a_hostile_archive_even_when_its_digest_was_recorded(
+    cp: ControlPlane, model_name: str, tmp_path: Path, kind: str
+) -> None:
+    # Someone who can write both the artifact store and the control-plane database swaps in
+    # an archive that runs code: the digest matches, the archive is still read as data first.
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    from controlplane.db.models import ModelVersionRow
+    from registry.hashing import directory_sha256
+    from tests.registry import crafted
+
+    version = cp.registry.get(f"{model_name}@{register(cp, model_name)}")
+    logged = cp.registry.backend.client.get_logged_model(logged_model_id(version.source_uri))
+    stored = Path(local_file_uri_to_path(logged.artifact_location))
+    archive = stored / "data" / "model.pt2"
+    marker = tmp_path / "pwned"
+    archive.write_bytes(crafted.HOSTILE[kind](archive.read_bytes(), marker))
+    with cp.sessions.begin() as session:
+        session.execute(
+            sqlalchemy.update(ModelVersionRow)
+            .where(
+                ModelVersionRow.model_name == model_name,
+                ModelVersionRow.version == version.version,
+            )
+            .values(artifact_sha256=directory_sha256(stored, exclude={"registered_model_meta"}))
+        )
+    with pytest.raises(ModelLoadFailed, match="not plain data"):
+        RegistryModelLoader(cp).load(model_name, version.version)
+    assert not marker.exists()
 
 
 def test_spec_without_reference_has_no_feature_names(cp: ControlPlane, model_name: str) -> None:

@@ -15,7 +15,7 @@ from tests.conftest import make_net
 def test_loads_a_saved_module(tmp_path: Path) -> None:
     net = make_net()
     torch.save(net, tmp_path / "m.pt")
-    loaded = load_model_file(tmp_path / "m.pt")
+    loaded = load_model_file(tmp_path / "m.pt", unsafe_allow_pickle=True)
     x = torch.ones(2, 4)
     assert torch.equal(loaded(x), net(x))
 
@@ -48,7 +48,7 @@ def test_refuses_what_is_not_a_module(tmp_path: Path, content: str, expect: str)
     else:
         path.write_text("hello")
     with pytest.raises(InvalidModel, match=expect):
-        load_model_file(path)
+        load_model_file(path, unsafe_allow_pickle=True)
 
 
 def test_example_from_npy_and_tables(tmp_path: Path) -> None:

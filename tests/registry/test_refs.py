@@ -23,7 +23,9 @@ def test_str_round_trips() -> None:
     [
         ("churn", "missing"),
         ("churn@", "missing"),
-        ("churn@0", "start at 1"),
+        ("churn@0", "run from 1 to 2147483647"),
+        ("churn@9223372036854775808", "run from 1 to 2147483647"),
+        ("churn@\u00b3", "not a version number"),
         ("churn@v3", "churn@3"),
         ("@3", "model name"),
         ("churn@cham pion", "neither"),

@@ -50,13 +50,17 @@ sys.exit(code)
 
 
 def candidate(work: Path, tag: str, weights: list[float]) -> Path:
-    """A scoring model (sigmoid of a linear score) saved with torch.save, as training code does."""
+    """A scoring model (sigmoid of a linear score) exported with torch.export, as a CI job's
+    training step does (a torch.save'd file would need --unsafe-allow-pickle)."""
     net = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid()).eval()
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([weights]))
         net[0].bias.fill_(-sum(weights) / 2)
-    path = work / f"model_{tag}.pt"
-    torch.save(net, path)
+    path = work / f"model_{tag}.pt2"
+    x = torch.rand(4, 4)
+    torch.export.save(
+        torch.export.export(net, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)), path
+    )
     return path
 
 

@@ -107,7 +107,9 @@ def test_a_registration_exports_uploads_and_waits_for_one_in_progress(tmp_path) 
         error(409, "RegistrationInProgress", "still running"),
         httpx.Response(201, json={"ref": "churn@3"}),
     )  # fmt: skip
-    files = RegisterFiles("churn", tmp_path / "model.pt", tmp_path / "x.npy")
+    files = RegisterFiles(
+        "churn", tmp_path / "model.pt", tmp_path / "x.npy", unsafe_allow_pickle=True
+    )
 
     assert remote.register(files) == {"ref": "churn@3"}
 
