@@ -20,6 +20,8 @@
     slo:      {p99_ms: 100, max_error_rate: 0.01, breach_windows: 3}
     rollback: {max_per_hour: 3}
     drift:    {action: rollback, target_run_length: 100000, min_psi: 0.05}
+    serving:
+      cache: {ttl_s: 60, max_entries: 10000}   # a prediction cache per version (default off)
 
 A bad key is refused with its path: ``gates.metrics[0].min: Input should be a valid number``.
 """
@@ -254,6 +256,20 @@ class Drift(_Strict):
         return data
 
 
+class CacheRule(_Strict):
+    """A prediction cache per served version: answers kept ``ttl_s`` seconds, at most
+    ``max_entries`` per version and replica (least recently used dropped first)."""
+
+    ttl_s: float = Field(default=60.0, gt=0, le=86_400)
+    max_entries: int = Field(default=10_000, ge=1, le=10_000_000)
+
+
+class Serving(_Strict):
+    """How replicas serve the model (read when a version loads)."""
+
+    cache: CacheRule | None = None  # None: no prediction cache
+
+
 class Policy(_Strict):
     """A model's promotion policy. ``Policy.from_yaml(text)`` validates; ``gates()`` builds them."""
 
@@ -263,6 +279,8 @@ class Policy(_Strict):
     slo: Slo = Field(default_factory=Slo)
     rollback: Rollback = Field(default_factory=Rollback)
     drift: Drift = Field(default_factory=Drift)
+    # None (not {}): a policy that says nothing of serving keeps its body and sha256.
+    serving: Serving | None = None
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "policy") -> Policy:

@@ -226,6 +226,7 @@ class ModelManager:
             for key in sorted(needed - self.live.keys()):
                 if key in self.standby:  # a rollback to a recent champion: no load at all
                     self.live[key] = self.standby.pop(key).served
+                    self.live[key].swapped_in()
                 elif self._due(key):
                     await self._load(key)
             deployments: dict[str, Deployment] = {}
@@ -244,6 +245,8 @@ class ModelManager:
             self.deployments = deployments
             for (name, version), served_version in self.live.items():
                 served_version.set_role(deployments[name].role(version))
+            for served_version in gone:
+                served_version.swapped_out()  # its cached answers go with it
             retired = []
             for served_version in gone:
                 name, version = served_version.spec.name, served_version.spec.version

@@ -11,8 +11,10 @@ Exposed: ``mlcp_serving_requests_total`` (labels model, version, endpoint, code)
 ``mlcp_serving_stale_answers_total`` (entity answers computed from features served past their
 freshness, per version) and
 ``mlcp_serving_desired_revision`` (gauge: the desired-state revision applied, per model),
-``mlcp_serving_windows_pending`` (report windows waiting for the database) and
-``mlcp_serving_windows_dropped_total`` (windows lost because that backlog was full).
+``mlcp_serving_windows_pending`` (report windows waiting for the database),
+``mlcp_serving_windows_dropped_total`` (windows lost because that backlog was full), and the
+prediction cache's ``mlcp_serving_cache_lookups_total`` (per version, outcome hit or miss),
+``mlcp_serving_cache_evictions_total`` and ``mlcp_serving_cache_entries``.
 
 Labels name only what is served: a request for a model or version this replica does not
 serve counts under ``model="_other"`` / ``version="_other"``, so a client can't grow the
@@ -34,7 +36,8 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 OTHER = "_other"  # the label of every model or version that is not served here
-SHADOW_OUTCOMES = ("answered", "failed", "dropped")
+SHADOW_OUTCOMES = ("answered", "failed", "dropped", "cached")
+CACHE_OUTCOMES = ("hit", "miss")
 
 
 class ServingMetrics:
@@ -110,6 +113,25 @@ class ServingMetrics:
             registry=r,
         )
 
+        self.cache = Counter(
+            "mlcp_serving_cache_lookups",
+            "Prediction cache lookups per version (one per entity or /v2 request), by outcome.",
+            ("ref", "outcome"),
+            registry=r,
+        )
+        self.cache_evictions = Counter(
+            "mlcp_serving_cache_evictions",
+            "Answers dropped from a version's prediction cache to stay within max_entries.",
+            ("ref",),
+            registry=r,
+        )
+        self.cache_entries = Gauge(
+            "mlcp_serving_cache_entries",
+            "Answers in a version's prediction cache.",
+            ("ref",),
+            registry=r,
+        )
+
     def request(self, model: str, version: str, endpoint: str, code: int, seconds: float) -> None:
         # Labelled children are looked up once per label set (labels() costs microseconds).
         key = (model, version, endpoint, code)
@@ -131,10 +153,15 @@ class ServingMetrics:
             del self._children[key]
             _remove(self.requests, model, label, key[2], str(key[3]))
             _remove(self.latency, model, label, key[2])
-        for metric in (self.queue, self.compute, self.batch_rows, self.depth, self.stale):
+        for metric in (
+            self.queue, self.compute, self.batch_rows, self.depth, self.stale,
+            self.cache_evictions, self.cache_entries,
+        ):  # fmt: skip
             _remove(metric, ref)
         for outcome in SHADOW_OUTCOMES:
             _remove(self.shadow, ref, outcome)
+        for outcome in CACHE_OUTCOMES:
+            _remove(self.cache, ref, outcome)
 
     def batch(self, ref: str, rows: int, queue_s: Sequence[float], compute_s: float) -> None:
         self.batch_rows.labels(ref).observe(rows)
@@ -148,6 +175,17 @@ class ServingMetrics:
 
     def queue_depth(self, ref: str, depth: int) -> None:
         self.depth.labels(ref).set(depth)
+
+    def cache_lookups(self, ref: str, hits: int, misses: int) -> None:
+        if hits:
+            self.cache.labels(ref, "hit").inc(hits)
+        if misses:
+            self.cache.labels(ref, "miss").inc(misses)
+
+    def cache_stored(self, ref: str, entries: int, evicted: int) -> None:
+        self.cache_entries.labels(ref).set(entries)
+        if evicted:
+            self.cache_evictions.labels(ref).inc(evicted)
 
 
 def _remove(metric: Any, *labels: str) -> None:

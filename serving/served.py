@@ -21,12 +21,13 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from serving.batching import BatchMetrics, DynamicBatcher, PreparedBatch
-from serving.config import ServerConfig
+from serving.cache import CacheMetrics, PredictionCache, entity_key
+from serving.config import NORMAL, ServerConfig
 from serving.errors import (
     FeaturesUnavailable,
     InvalidInput,
@@ -180,6 +181,10 @@ def split_checked(ref: str, outputs: torch.Tensor, rows: list[int]) -> list[Any]
     ]
 
 
+class VersionMetrics(BatchMetrics, CacheMetrics, Protocol):
+    """What a served version reports (its batches, its cache): `ServingMetrics` does."""
+
+
 class ServedVersion:
     """A loaded version taking traffic under one role (champion, challenger, shadow)."""
 
@@ -194,11 +199,15 @@ class ServedVersion:
         prepare_pool: ThreadPoolExecutor,
         replica: str,
         started_at: datetime,
-        metrics: BatchMetrics | None = None,
+        metrics: VersionMetrics | None = None,
     ) -> None:
         self.spec: ModelSpec = loaded.spec
         self.runtime = runtime
         self.role = role
+        self.lookup = lookup
+        policy = self.spec.serving.cache
+        # Off unless the model's policy turns it on (serving: {cache: {...}}).
+        self.cache = PredictionCache(self.spec.ref, policy, metrics) if policy else None
         self.recorder = WindowRecorder(self.spec, role, replica, started_at)
         self.assembler = FeatureAssembler(self.spec, lookup, runtime.input_dtype)
         self.batcher: DynamicBatcher[Payload] = DynamicBatcher(
@@ -228,11 +237,35 @@ class ServedVersion:
         self.recorder.record_batch(inputs, outputs)
         return outputs
 
-    def submit(self, payload: Payload, rows: int, deadline: float, budget_ms: float) -> Any:
-        return self.batcher.submit(payload, rows, deadline, budget_ms)
+    def entity_keys(self, entities: list[dict[str, Any]]) -> list[Any] | None:
+        """The cache keys of these entities under the features' current generation; None when
+        nothing may be cached now (no cache, or the generation is not known yet)."""
+        if self.cache is None or self.lookup is None or not self.spec.feature_service:
+            return None
+        generation = self.lookup.generation(self.spec.feature_service)
+        if generation is None:
+            return None
+        return [entity_key(generation, entity) for entity in entities]
+
+    def submit(
+        self, payload: Payload, rows: int, deadline: float, budget_ms: float, priority: int = NORMAL
+    ) -> Any:
+        return self.batcher.submit(payload, rows, deadline, budget_ms, priority)
 
     async def drain(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         await self.batcher.drain()
+
+    def swapped_out(self) -> None:
+        """It takes no more traffic (drained, or kept warm as a standby): drop its answers."""
+        if self.cache is not None:
+            self.cache.close()
+
+    def swapped_in(self) -> None:
+        """A standby takes traffic again (a rollback): its cache starts empty."""
+        if self.cache is not None:
+            self.cache.reopen()
 
 
 def _has_entities(payloads: list[Payload]) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -46,6 +46,10 @@ class LazyLookup:
 
     def lookup(self, service: str, entities: list[dict[str, Any]]) -> list[LookupRow]:
         return self._get().lookup(service, entities)
+
+    def generation(self, service: str) -> Hashable | None:
+        lookup = self._lookup  # never builds it: a request must not wait for Feast's import
+        return lookup.generation(service) if lookup is not None else None
 
 
 @click.command()
