@@ -22,6 +22,8 @@
     drift:    {action: rollback, target_run_length: 100000, min_psi: 0.05}
     serving:
       cache: {ttl_s: 60, max_entries: 10000}   # a prediction cache per version (default off)
+      limits: {rate_per_s: 100, burst: 200}    # per client; over it 429 + Retry-After
+      priority: normal                         # class of requests without X-Priority
 
 A bad key is refused with its path: ``gates.metrics[0].min: Input should be a valid number``.
 """
@@ -264,10 +266,21 @@ class CacheRule(_Strict):
     max_entries: int = Field(default=10_000, ge=1, le=10_000_000)
 
 
+class ClientRate(_Strict):
+    """Each client may send ``rate_per_s`` requests a second to the model (``burst`` at once;
+    0: one second's worth); over it, 429 with Retry-After. `mlcp serve --client-limit` wins
+    for the clients it names."""
+
+    rate_per_s: float = Field(gt=0, le=1_000_000)
+    burst: float = Field(default=0.0, ge=0, le=1_000_000)
+
+
 class Serving(_Strict):
     """How replicas serve the model (read when a version loads)."""
 
     cache: CacheRule | None = None  # None: no prediction cache
+    limits: ClientRate | None = None  # None: the replica's (`mlcp serve --client-rate`)
+    priority: Literal["critical", "normal", "batch"] = "normal"  # of requests naming none
 
 
 class Policy(_Strict):

@@ -502,6 +502,8 @@ def create_app(manager: ModelManager) -> FastAPI:
                         "rows": s.batcher.stats.rows,
                         "expired": s.batcher.stats.expired,
                         "rejected": s.batcher.stats.rejected,
+                        "shed": s.batcher.stats.shed,
+                        "cached": len(s.cache) if s.cache is not None else None,
                     }
                     for s in manager.live.values()
                 },

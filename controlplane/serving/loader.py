@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from controlplane.artifacts import load_verified
 from registry.errors import ArtifactTampered, RegistryError, UnsafeModel, first_line
-from serving.config import CachePolicy, ServingPolicy
+from serving.config import PRIORITIES, CachePolicy, RateLimit, ServingPolicy
 from serving.errors import ModelLoadFailed
 from serving.spec import LoadedModel, ModelSpec, TensorSpec
 
@@ -98,9 +98,11 @@ def serving_policy(cp: ControlPlane, name: str) -> ServingPolicy:
         return ServingPolicy()
     if rules is None:
         return ServingPolicy()
-    cache = rules.cache
+    cache, limits = rules.cache, rules.limits
     return ServingPolicy(
         cache=CachePolicy(ttl_s=cache.ttl_s, max_entries=cache.max_entries) if cache else None,
+        rate=RateLimit(limits.rate_per_s, limits.burst) if limits else None,
+        priority=PRIORITIES.index(rules.priority),
     )
 
 
