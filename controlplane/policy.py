@@ -17,7 +17,7 @@
       success_windows: 3             # passing analyses per step
       failure_limit: 0               # failed analyses tolerated; one more rolls back
       inconclusive_limit: 10         # in a row, then the canary holds and says why
-    slo:      {p99_ms: 100, max_error_rate: 0.01, breach_windows: 3}
+    slo:      {p99_ms: 100, max_error_rate: 0.01, breach_windows: 3, max_canary_cost_ratio: 1.5}
     rollback: {max_per_hour: 3}
     drift:    {action: rollback, target_run_length: 100000, min_psi: 0.05}
     serving:
@@ -190,6 +190,9 @@ class Slo(_Strict):
     p99_ms: float | None = Field(default=None, gt=0)
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     max_canary_p99_ratio: float | None = Field(default=None, gt=1)
+    # A canary's device time per prediction may be at most this times its champion's (over
+    # the same windows); None: cost is shown (`mlcp deployments`), not checked.
+    max_canary_cost_ratio: float | None = Field(default=None, gt=0)
     max_baseline_p99_ratio: float = Field(default=2.0, gt=1)
     # Latency differences smaller than this never fail a comparison: at sub-millisecond
     # latencies, scheduling noise alone moves a p99 by a millisecond or two.

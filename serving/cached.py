@@ -41,6 +41,8 @@ class EntityShare:
             self._hits = served.cache.get_many(self.keys)
         self.missing = [j for j, hit in enumerate(self._hits) if hit is None]
         self.cached = [j for j, hit in enumerate(self._hits) if hit is not None]
+        if self.cached:
+            served.answered_from_cache(len(self.cached))
         self.payload = EntityRows([entities[j] for j in self.missing]) if self.missing else None
 
     def values(self, outputs: torch.Tensor | None) -> list[Any]:
@@ -74,7 +76,10 @@ def cached_output(served: ServedVersion, tensor: torch.Tensor) -> tuple[Hashable
     if served.cache is None:
         return None, None
     key = tensor_key(tensor)
-    return key, served.cache.get(key)
+    hit = served.cache.get(key)
+    if hit is not None:
+        served.answered_from_cache(int(tensor.shape[0]))
+    return key, hit
 
 
 def keep_output(served: ServedVersion, key: Hashable, outputs: torch.Tensor) -> None:

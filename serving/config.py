@@ -192,6 +192,9 @@ class ServerConfig:
     # A version that failed to load is retried after load_retry_s, doubling up to 60 s.
     load_retry_s: float = 1.0
     clients: ClientPolicy = field(default_factory=ClientPolicy)  # classes and rate limits
+    # What an hour of the device costs (any currency): /metrics then shows the cost of 1,000
+    # predictions per version. 0: cost is not shown (device-seconds still are).
+    device_hour_price: float = 0.0
 
     def __post_init__(self) -> None:
         _positive(

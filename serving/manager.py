@@ -153,6 +153,8 @@ class ModelManager:
         self.loader, self.source, self.config = loader, source, config
         self.lookup, self.sink, self.wall = lookup, sink, wall
         self.metrics = metrics or ServingMetrics()
+        if config.device_hour_price:
+            self.metrics.device_hour_price = config.device_hour_price
         self.replica = config.replica or f"{socket.gethostname()}:{os.getpid()}"
         self.deployments: dict[str, Deployment] = {}  # what is served now, by model
         self.desired: dict[str, Deployment] = {}  # what was asked for

@@ -14,7 +14,10 @@ freshness, per version) and
 ``mlcp_serving_windows_pending`` (report windows waiting for the database),
 ``mlcp_serving_windows_dropped_total`` (windows lost because that backlog was full), and the
 prediction cache's ``mlcp_serving_cache_lookups_total`` (per version, outcome hit or miss),
-``mlcp_serving_cache_evictions_total`` and ``mlcp_serving_cache_entries``.
+``mlcp_serving_cache_evictions_total`` and ``mlcp_serving_cache_entries``; cost:
+``mlcp_serving_device_seconds_total`` and ``mlcp_serving_predictions_total`` per version and,
+with a price per device-hour (`mlcp serve --device-hour-price`),
+``mlcp_serving_cost_per_1k_predictions`` (since the version loaded).
 
 Labels name only what is served: a request for a model or version this replica does not
 serve counts under ``model="_other"`` / ``version="_other"``, so a client can't grow the
@@ -30,6 +33,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from serving.windows import cost_per_1k
+
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
@@ -43,8 +48,12 @@ CACHE_OUTCOMES = ("hit", "miss")
 class ServingMetrics:
     """The serving tier's Prometheus series; implements the batcher's `BatchMetrics`."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, device_hour_price: float = 0.0
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        self.device_hour_price = device_hour_price
+        self._spent: dict[str, list[float]] = {}  # ref -> [device-seconds, predictions]
         self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
@@ -132,6 +141,26 @@ class ServingMetrics:
             registry=r,
         )
 
+        self.device_seconds = Counter(
+            "mlcp_serving_device_seconds",
+            "Device time spent computing a version's batches.",
+            ("ref",),
+            registry=r,
+        )
+        self.predictions = Counter(
+            "mlcp_serving_predictions",
+            "Rows a version answered: computed, or from its prediction cache.",
+            ("ref",),
+            registry=r,
+        )
+        self.cost = Gauge(
+            "mlcp_serving_cost_per_1k_predictions",
+            "What 1,000 of a version's predictions cost at the configured price per "
+            "device-hour, since it loaded.",
+            ("ref",),
+            registry=r,
+        )
+
     def request(self, model: str, version: str, endpoint: str, code: int, seconds: float) -> None:
         # Labelled children are looked up once per label set (labels() costs microseconds).
         key = (model, version, endpoint, code)
@@ -155,13 +184,15 @@ class ServingMetrics:
             _remove(self.latency, model, label, key[2])
         for metric in (
             self.queue, self.compute, self.batch_rows, self.depth, self.stale,
-            self.cache_evictions, self.cache_entries,
+            self.cache_evictions, self.cache_entries, self.device_seconds, self.predictions,
+            self.cost,
         ):  # fmt: skip
             _remove(metric, ref)
         for outcome in SHADOW_OUTCOMES:
             _remove(self.shadow, ref, outcome)
         for outcome in CACHE_OUTCOMES:
             _remove(self.cache, ref, outcome)
+        self._spent.pop(ref, None)
 
     def batch(self, ref: str, rows: int, queue_s: Sequence[float], compute_s: float) -> None:
         self.batch_rows.labels(ref).observe(rows)
@@ -175,6 +206,18 @@ class ServingMetrics:
 
     def queue_depth(self, ref: str, depth: int) -> None:
         self.depth.labels(ref).set(depth)
+
+    def computed(self, ref: str, seconds: float, rows: int) -> None:
+        if seconds:
+            self.device_seconds.labels(ref).inc(seconds)
+        self.predictions.labels(ref).inc(rows)
+        spent = self._spent.setdefault(ref, [0.0, 0.0])
+        spent[0] += seconds
+        spent[1] += rows
+        if self.device_hour_price > 0:
+            cost = cost_per_1k(spent[0], int(spent[1]), self.device_hour_price)
+            if cost is not None:
+                self.cost.labels(ref).set(cost)
 
     def cache_lookups(self, ref: str, hits: int, misses: int) -> None:
         if hits:

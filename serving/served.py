@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -184,6 +185,9 @@ def split_checked(ref: str, outputs: torch.Tensor, rows: list[int]) -> list[Any]
 class VersionMetrics(BatchMetrics, CacheMetrics, Protocol):
     """What a served version reports (its batches, its cache): `ServingMetrics` does."""
 
+    def computed(self, ref: str, seconds: float, rows: int) -> None:
+        """``rows`` predictions made in ``seconds`` of device time (0 for cached ones)."""
+
 
 class ServedVersion:
     """A loaded version taking traffic under one role (champion, challenger, shadow)."""
@@ -205,6 +209,7 @@ class ServedVersion:
         self.runtime = runtime
         self.role = role
         self.lookup = lookup
+        self._metrics = metrics
         policy = self.spec.serving.cache
         # Off unless the model's policy turns it on (serving: {cache: {...}}).
         self.cache = PredictionCache(self.spec.ref, policy, metrics) if policy else None
@@ -233,9 +238,20 @@ class ServedVersion:
         self.role = self.recorder.role = role
 
     def _compute(self, inputs: torch.Tensor) -> torch.Tensor:
-        outputs = self.runtime.forward(inputs)
+        start = time.perf_counter()
+        outputs = self.runtime.forward(inputs)  # on the device and back: its device time
+        seconds = time.perf_counter() - start
+        self.recorder.record_compute(seconds, inputs.shape[0])
+        if self._metrics is not None:
+            self._metrics.computed(self.spec.ref, seconds, inputs.shape[0])
         self.recorder.record_batch(inputs, outputs)
         return outputs
+
+    def answered_from_cache(self, rows: int) -> None:
+        """``rows`` were answered from this version's cache: they count as predictions."""
+        self.recorder.record_cached(rows)
+        if self._metrics is not None:
+            self._metrics.computed(self.spec.ref, 0.0, rows)
 
     def entity_keys(self, entities: list[dict[str, Any]]) -> list[Any] | None:
         """The cache keys of these entities under the features' current generation; None when

@@ -131,6 +131,13 @@ class LazyLookup:
     show_default=True,
     help="the share of --max-queue batch-class requests may fill before they are shed (503)",
 )
+@click.option(
+    "--device-hour-price",
+    type=click.FloatRange(0),
+    default=None,
+    help="what an hour of this replica's device costs: /metrics then shows the cost of "
+    "1,000 predictions per version (default: MLCP_DEVICE_HOUR_PRICE)",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--access-log", is_flag=True, help="log every request (default: only failures)")
 @click.option(
@@ -167,6 +174,7 @@ def serve(
     client_limits: tuple[str, ...],
     client_classes: tuple[str, ...],
     batch_share: float,
+    device_hour_price: float | None,
 ) -> None:
     """Serve the champion (and canary, shadow) of every model, or of each --model.
 
@@ -197,6 +205,9 @@ def serve(
                 max_batch_size, max_delay_ms, max_queue, class_shares=(1.0, 1.0, batch_share)
             ),
             clients=clients,
+            device_hour_price=(
+                env.settings.device_hour_price if device_hour_price is None else device_hour_price
+            ),
             runtime=RuntimeConfig(device=device, dtype=dtype),
             default_timeout_ms=timeout_ms,
             max_body_bytes=int(max_body_mb * (1 << 20)),

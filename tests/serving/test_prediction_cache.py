@@ -61,7 +61,7 @@ def serve(
     loader: StaticLoader, lookup: DictLookup, *deployments: Deployment
 ) -> tuple[Server, StaticSource, ModelManager]:
     source = StaticSource({d.name: d for d in deployments})
-    config = ServerConfig(batching=BatchingConfig(8, 1.0), poll_s=0.02)
+    config = ServerConfig(batching=BatchingConfig(8, 1.0), poll_s=0.02, device_hour_price=3.6)
     manager = ModelManager(loader, source, config, lookup=lookup)
     return Server(manager), source, manager
 
@@ -89,6 +89,9 @@ def test_answers_say_when_they_came_from_the_cache(cached_loader: StaticLoader) 
     assert infer[0].json()["outputs"] == infer[1].json()["outputs"]
     assert 'mlcp_serving_cache_lookups_total{outcome="hit",ref="churn@1"} 2.0' in metrics
     assert 'mlcp_serving_cache_lookups_total{outcome="miss",ref="churn@1"} 4.0' in metrics
+    # Cached answers count as predictions that took no device time: they lower the cost.
+    assert 'mlcp_serving_predictions_total{ref="churn@1"} 6.0' in metrics
+    assert 'mlcp_serving_cost_per_1k_predictions{ref="churn@1"}' in metrics
 
 
 def test_without_a_cache_policy_nothing_is_cached(loader: StaticLoader) -> None:
