@@ -483,6 +483,7 @@ def create_app(manager: ModelManager) -> FastAPI:
             {
                 "replica": manager.replica,
                 "ready": manager.ready,
+                "busy": round(manager.metrics.busy_now(), 4),
                 "deployments": {
                     name: {
                         "champion": d.champion,

@@ -268,6 +268,11 @@ class DynamicBatcher(Generic[P]):
         self._arrived.set()
         return future
 
+    def oldest_wait_s(self, now: float) -> float:
+        """How long the oldest queued request has waited (0.0: none is queued)."""
+        heads = [q[0].enqueued_at for q in self._queues if q]
+        return max(0.0, now - min(heads)) if heads else 0.0
+
     def _queued(self) -> Sequence[Pending[P]]:
         """Every queued request, most urgent class first, each class in arrival order."""
         filled = [q for q in self._queues if q]

@@ -195,6 +195,10 @@ class ServerConfig:
     # What an hour of the device costs (any currency): /metrics then shows the cost of 1,000
     # predictions per version. 0: cost is not shown (device-seconds still are).
     device_hour_price: float = 0.0
+    # The busy gauge (mlcp_serving_busy): over the last busy_window_s, the larger of device
+    # utilisation and queue delay over queue_budget_ms (the wait a request can afford).
+    busy_window_s: float = 10.0
+    queue_budget_ms: float = 50.0
 
     def __post_init__(self) -> None:
         _positive(
@@ -206,6 +210,8 @@ class ServerConfig:
             heartbeat_s=self.heartbeat_s,
             max_pending_windows=self.max_pending_windows,
             load_retry_s=self.load_retry_s,
+            busy_window_s=self.busy_window_s,
+            queue_budget_ms=self.queue_budget_ms,
         )
         if not self.keep_warm_s >= 0:
             raise ValueError(f"ServerConfig.keep_warm_s must be >= 0, got {self.keep_warm_s}")

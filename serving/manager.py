@@ -36,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from serving.busy import BusyMeter
 from serving.config import ServerConfig
 from serving.errors import ModelLoadFailed, ModelNotFound, ModelNotReady, ServingError
 from serving.metrics import ServingMetrics
@@ -155,6 +156,8 @@ class ModelManager:
         self.metrics = metrics or ServingMetrics()
         if config.device_hour_price:
             self.metrics.device_hour_price = config.device_hour_price
+        self.metrics.busy_meter = BusyMeter(config.busy_window_s, config.queue_budget_ms / 1000)
+        self.metrics.oldest_wait = self.oldest_wait_s
         self.replica = config.replica or f"{socket.gethostname()}:{os.getpid()}"
         self.deployments: dict[str, Deployment] = {}  # what is served now, by model
         self.desired: dict[str, Deployment] = {}  # what was asked for
@@ -419,6 +422,11 @@ class ModelManager:
 
     def served_refs(self) -> tuple[str, ...]:
         return tuple(sorted(s.ref for s in self.live.values()))
+
+    def oldest_wait_s(self) -> float:
+        """How long the oldest request still queued on this replica has waited."""
+        now = time.monotonic()
+        return max((s.batcher.oldest_wait_s(now) for s in self.live.values()), default=0.0)
 
     @property
     def ready(self) -> bool:

@@ -17,7 +17,8 @@ prediction cache's ``mlcp_serving_cache_lookups_total`` (per version, outcome hi
 ``mlcp_serving_cache_evictions_total`` and ``mlcp_serving_cache_entries``; cost:
 ``mlcp_serving_device_seconds_total`` and ``mlcp_serving_predictions_total`` per version and,
 with a price per device-hour (`mlcp serve --device-hour-price`),
-``mlcp_serving_cost_per_1k_predictions`` (since the version loaded).
+``mlcp_serving_cost_per_1k_predictions`` (since the version loaded); and
+``mlcp_serving_busy``, the replica's one number to scale on (`serving.busy`; target 0.7).
 
 Labels name only what is served: a request for a model or version this replica does not
 serve counts under ``model="_other"`` / ``version="_other"``, so a client can't grow the
@@ -27,12 +28,14 @@ series set; a version's series are removed when it drains (`ServingMetrics.forge
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from serving.busy import BusyMeter
 from serving.windows import cost_per_1k
 
 LATENCY_BUCKETS = (
@@ -54,6 +57,9 @@ class ServingMetrics:
         self.registry = registry or CollectorRegistry()
         self.device_hour_price = device_hour_price
         self._spent: dict[str, list[float]] = {}  # ref -> [device-seconds, predictions]
+        self.busy_meter = BusyMeter()
+        # The age of the oldest request still queued on this replica (the manager's).
+        self.oldest_wait: Callable[[], float] = lambda: 0.0
         self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
@@ -161,6 +167,17 @@ class ServingMetrics:
             registry=r,
         )
 
+        self.busy = Gauge(
+            "mlcp_serving_busy",
+            "How busy this replica is: max(device utilisation, queue delay / queue budget) "
+            "over the last busy window. 1 is saturated; autoscale on a target of 0.7.",
+            registry=r,
+        )
+        self.busy.set_function(self.busy_now)
+
+    def busy_now(self) -> float:
+        return self.busy_meter.value(time.monotonic(), self.oldest_wait())
+
     def request(self, model: str, version: str, endpoint: str, code: int, seconds: float) -> None:
         # Labelled children are looked up once per label set (labels() costs microseconds).
         key = (model, version, endpoint, code)
@@ -197,6 +214,7 @@ class ServingMetrics:
     def batch(self, ref: str, rows: int, queue_s: Sequence[float], compute_s: float) -> None:
         self.batch_rows.labels(ref).observe(rows)
         self.compute.labels(ref).observe(compute_s)
+        self.busy_meter.batch(compute_s, queue_s, time.monotonic())
         queue = self.queue.labels(ref)
         for seconds in queue_s:
             queue.observe(seconds)

@@ -138,6 +138,14 @@ class LazyLookup:
     help="what an hour of this replica's device costs: /metrics then shows the cost of "
     "1,000 predictions per version (default: MLCP_DEVICE_HOUR_PRICE)",
 )
+@click.option(
+    "--queue-budget-ms",
+    type=click.FloatRange(0.1),
+    default=50.0,
+    show_default=True,
+    help="the queue wait that counts as fully busy in mlcp_serving_busy (with device "
+    "utilisation: the gauge to autoscale on, target 0.7)",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--access-log", is_flag=True, help="log every request (default: only failures)")
 @click.option(
@@ -175,6 +183,7 @@ def serve(
     client_classes: tuple[str, ...],
     batch_share: float,
     device_hour_price: float | None,
+    queue_budget_ms: float,
 ) -> None:
     """Serve the champion (and canary, shadow) of every model, or of each --model.
 
@@ -205,6 +214,7 @@ def serve(
                 max_batch_size, max_delay_ms, max_queue, class_shares=(1.0, 1.0, batch_share)
             ),
             clients=clients,
+            queue_budget_ms=queue_budget_ms,
             device_hour_price=(
                 env.settings.device_hour_price if device_hour_price is None else device_hour_price
             ),

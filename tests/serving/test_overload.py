@@ -86,7 +86,9 @@ def test_critical_requests_keep_their_deadline_while_batch_ones_are_shed() -> No
                     )
                     for _ in range(30)
                 ]
-                state = client.get("/v1/serving/state").json()["versions"]["slow@1"]
+                served = client.get("/v1/serving/state").json()
+                state = served["versions"]["slow@1"]
+                metrics = client.get("/metrics").text
         finally:
             stop.set()
             flooding.join(60)
@@ -95,6 +97,9 @@ def test_critical_requests_keep_their_deadline_while_batch_ones_are_shed() -> No
     assert batch_codes.count(503) >= 20
     assert retry_after == {"1"}
     assert state["rejected"] + state["shed"] > 0
+    # Saturated: the device never rests and requests queue; the gauge to scale on says so.
+    assert served["busy"] >= 0.7
+    assert "mlcp_serving_busy " in metrics
 
 
 def test_a_client_over_its_limit_gets_429_and_others_are_unaffected() -> None:
