@@ -40,7 +40,7 @@ from serving.cached import (
     cached_output,
     keep_output,
 )
-from serving.config import BATCH, ServingPolicy
+from serving.config import BATCH, PRIORITIES, ServingPolicy
 from serving.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -48,6 +48,7 @@ from serving.errors import (
     PayloadTooLarge,
     RateLimited,
     ServingError,
+    Shed,
 )
 from serving.limits import PRIORITY_HEADER, ClientLimits, client_of
 from serving.logs import REQUEST_ID, request_id
@@ -187,6 +188,9 @@ def create_app(manager: ModelManager) -> FastAPI:
         if wait_s > 0:
             limit = limits.limit_of(client, policy.rate)
             raise RateLimited(client, limit.rate_per_s if limit else 0.0, wait_s)
+        shed_at = config.shed_batch_at_busy
+        if priority == BATCH and shed_at and manager.metrics.busy_now() >= shed_at:
+            raise Shed(name, 0, config.batching.retry_after_s, PRIORITIES[BATCH])
         return priority
 
     async def answer(

@@ -9,8 +9,10 @@
 - *utilisation* is the share of the window the device spent computing (batches of every
   version add up: they share it), so a replica whose model never stops is at 1.0;
 - *queue delay* is the mean time requests waited for their batch, or the age of the oldest
-  request still waiting if that is longer (a stalled model shows before any batch ends),
-  against ``queue_budget_s``, the wait that still leaves room in a request's deadline.
+  request still waiting if that is longer (a stalled model shows before any batch ends), or
+  the event loop's lag (how late a timer fires: requests wait that long before they are
+  even read, when HTTP is the bottleneck rather than the model), against ``queue_budget_s``,
+  the wait that still leaves room in a request's deadline.
 
 Below 1 the replica keeps up; at 1 it is saturated one way or the other. Target **0.7** in a
 HorizontalPodAutoscaler or KEDA (docs/serving.md): scale-out starts while there is headroom
@@ -34,12 +36,14 @@ def busy(
     waits: int,
     queue_budget_s: float,
     oldest_wait_s: float = 0.0,
+    loop_lag_s: float = 0.0,
 ) -> float:
     """The busy value of a window with ``compute_s`` of device time and ``waits`` requests
-    that waited ``wait_sum_s`` in all (plus one still waiting for ``oldest_wait_s``)."""
+    that waited ``wait_sum_s`` in all (plus one still waiting for ``oldest_wait_s``), on an
+    event loop running ``loop_lag_s`` late."""
     utilisation = compute_s / window_s if window_s > 0 else 0.0
     mean_wait = wait_sum_s / waits if waits else 0.0
-    delay = max(mean_wait, oldest_wait_s)
+    delay = max(mean_wait, oldest_wait_s, loop_lag_s)
     return max(utilisation, delay / queue_budget_s)
 
 
@@ -52,6 +56,12 @@ class BusyMeter:
             raise ValueError("BusyMeter needs window_s > 0 and queue_budget_s > 0")
         self.window_s, self.queue_budget_s = window_s, queue_budget_s
         self._seconds: deque[list[float]] = deque()  # [second, compute_s, wait_sum_s, waits]
+        self.loop_lag_s = 0.0  # smoothed over about a second (see `lag`)
+
+    def lag(self, seconds: float) -> None:
+        """One sample of the event loop's lag (taken every 0.1 s): a moving average that
+        follows a change within about a second, so shedding reacts fast and settles."""
+        self.loop_lag_s += 0.2 * (max(0.0, seconds) - self.loop_lag_s)
 
     def batch(self, compute_s: float, waits_s: Sequence[float], now: float) -> None:
         """One computed batch that ended at ``now``."""
@@ -69,7 +79,10 @@ class BusyMeter:
         compute = sum(b[1] for b in self._seconds)
         wait_sum = sum(b[2] for b in self._seconds)
         waits = int(sum(b[3] for b in self._seconds))
-        return busy(compute, self.window_s, wait_sum, waits, self.queue_budget_s, oldest_wait_s)
+        return busy(
+            compute, self.window_s, wait_sum, waits, self.queue_budget_s, oldest_wait_s,
+            self.loop_lag_s,
+        )  # fmt: skip
 
     def _trim(self, now: float) -> None:
         oldest = math.floor(now - self.window_s)

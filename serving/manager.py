@@ -200,6 +200,7 @@ class ModelManager:
         self._tasks = [
             asyncio.create_task(self._report_windows(), name="windows"),
             asyncio.create_task(self._keep_alive(), name="heartbeat"),
+            asyncio.create_task(self._watch_loop(), name="loop-lag"),
         ]
 
     async def stop(self) -> None:
@@ -439,6 +440,13 @@ class ModelManager:
         while True:
             await asyncio.sleep(self.config.window_s)
             await self._report(list(self.live.values()))
+
+    async def _watch_loop(self, every_s: float = 0.1) -> None:
+        """Sample how late the event loop runs a timer: the busy gauge's view of HTTP load."""
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(every_s)
+            self.metrics.busy_meter.lag(time.monotonic() - start - every_s)
 
     async def _keep_alive(self) -> None:
         while True:

@@ -146,6 +146,13 @@ class LazyLookup:
     help="the queue wait that counts as fully busy in mlcp_serving_busy (with device "
     "utilisation: the gauge to autoscale on, target 0.7)",
 )
+@click.option(
+    "--shed-batch-at-busy",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="refuse batch-class requests (503) while mlcp_serving_busy is at least this (0: never)",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--access-log", is_flag=True, help="log every request (default: only failures)")
 @click.option(
@@ -184,6 +191,7 @@ def serve(
     batch_share: float,
     device_hour_price: float | None,
     queue_budget_ms: float,
+    shed_batch_at_busy: float,
 ) -> None:
     """Serve the champion (and canary, shadow) of every model, or of each --model.
 
@@ -215,6 +223,7 @@ def serve(
             ),
             clients=clients,
             queue_budget_ms=queue_budget_ms,
+            shed_batch_at_busy=shed_batch_at_busy,
             device_hour_price=(
                 env.settings.device_hour_price if device_hour_price is None else device_hour_price
             ),

@@ -22,3 +22,13 @@ def test_the_meter_forgets_what_left_its_window() -> None:
     assert meter.value(now=115.5) == pytest.approx(0.36)  # 4 of the 10 seconds remain
     assert meter.value(now=130.0) == 0.0
     assert meter.value(now=130.0, oldest_wait_s=0.025) == pytest.approx(0.5)
+
+
+def test_a_lagging_event_loop_makes_the_replica_busy_and_recovers() -> None:
+    meter = BusyMeter(window_s=10, queue_budget_s=0.05)
+    for _ in range(20):
+        meter.lag(0.1)  # HTTP saturates the loop: timers fire 100 ms late
+    assert meter.value(now=100.0) == pytest.approx(2.0, rel=0.05)
+    for _ in range(30):
+        meter.lag(0.0)
+    assert meter.value(now=100.0) < 0.1
