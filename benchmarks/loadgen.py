@@ -8,6 +8,9 @@ With ``--bodies-file`` (one body per line) each request takes the next line inst
 connections sharing one cursor, so a pre-drawn sequence (entity keys from a Zipf
 distribution, say) is replayed in order, wrapping around.
 
+With ``--retry-after-s S`` a connection answered 503 or 429 waits S seconds before its next
+request, as a client honouring ``Retry-After`` does (the default sends again at once).
+
 Prints one JSON object: requests, errors by status, throughput, latency percentiles (ms) and
 the generator's own CPU use. Standard library only (uvloop when importable), so it runs with
 any interpreter.
@@ -198,6 +201,7 @@ async def worker(
     window: tuple[float, float],
     expect: int,
     tally: Tally,
+    retry_after_s: float = 0.0,
 ) -> None:
     loop = asyncio.get_running_loop()
     start, end = window
@@ -235,6 +239,8 @@ async def worker(
                 tally.error(str(response.status), t1, window)
                 if tally.first_error_body is None:
                     tally.first_error_body = response.body
+                if retry_after_s and response.status in (429, 503):
+                    await asyncio.sleep(retry_after_s)
             if not response.keep_alive:
                 if client.transport is not None:
                     client.transport.close()
@@ -270,7 +276,9 @@ async def run(args: argparse.Namespace, bodies: list[bytes]) -> dict[str, object
     window = (now + args.warmup, now + args.warmup + args.duration)
     cpu0 = _cpu_s()
     tasks = [
-        asyncio.ensure_future(worker(host, port, requests, window, args.expect_status, tally))
+        asyncio.ensure_future(
+            worker(host, port, requests, window, args.expect_status, tally, args.retry_after_s)
+        )
         for _ in range(args.concurrency)
     ]
     # No timer per request (it would cost as much as the request's own bookkeeping): whatever
@@ -332,6 +340,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--timeout", type=float, default=30.0, help="grace after the window, s")
     parser.add_argument("--expect-status", type=int, default=200)
+    parser.add_argument(
+        "--retry-after-s", type=float, default=0.0, help="pause after a 503/429, seconds"
+    )
     args = parser.parse_args()
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency >= 1, --duration > 0 and --warmup >= 0")

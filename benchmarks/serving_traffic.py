@@ -16,7 +16,9 @@ In one run on this machine:
   cache on and off, and the cache's hit rate from its Prometheus counters;
 - **overload**: against the replica without a cache, critical-class requests at a small
   concurrency alone, then again while batch-class requests flood it from another load
-  generator: the critical p99 with and without that load;
+  generator (closed loop, far more than the replica can take; a connection answered 503
+  waits the 1 s its Retry-After says, as a well-behaved client does): the critical p99 with
+  and without that load;
 - **cost**: each replica's device-seconds and predictions (``/metrics``) and
   ``mlcp deployments churn --json`` at a nominal price of 1.00 per device-hour.
 Targets (cache: >= 2x throughput at no higher p99; overload: critical p99 within 1.5x) are
@@ -216,7 +218,7 @@ def overload_cell(port: int, bodies: Path, args: Any) -> dict[str, Any]:
         sys.executable, str(LOADGEN), "--url", url, "--bodies-file", str(bodies),
         "--concurrency", str(args.batch_concurrency), "--duration", str(total), "--warmup", "0",
         "--header", "X-Priority: batch", "--header", "X-Client-ID: nightly",
-        "--expect-status", "200",
+        "--expect-status", "200", "--retry-after-s", "1",
     ]  # fmt: skip
     flood = subprocess.Popen(flood_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -64,12 +64,6 @@ class EntityShare:
         return out
 
 
-def shadow_share(shadow: ServedVersion, entities: list[dict[str, Any]]) -> EntityShare:
-    """What a shadow still has to compute of these entities: its own cache answers the rest
-    (a shadow's answers are kept in its own cache, never in the champion's)."""
-    return EntityShare(shadow, entities)
-
-
 def cached_output(served: ServedVersion, tensor: torch.Tensor) -> tuple[Hashable, Any]:
     """(key, outputs) of a /v2 request in ``served``'s cache: outputs None on a miss, key None
     when the version has no cache."""
