@@ -110,7 +110,7 @@ def _view(
 
 def cost_view(device_s: float, answered: int, price: float) -> dict[str, Any]:
     """A version's cost over `COST_WINDOW`; ``per_1k`` is None without a price or traffic."""
-    from serving.windows import cost_per_1k
+    from serving.outcomes import cost_per_1k
 
     per_1k = cost_per_1k(device_s, answered, price) if price > 0 else None
     return {

@@ -49,6 +49,7 @@ from serving.outcomes import (  # noqa: F401  (re-exported: the window's vocabul
     OK,
     OUTCOMES,
     REJECTED,
+    cost_per_1k,
     outcome_of,
 )
 
@@ -293,13 +294,6 @@ class WindowRecorder:
             features={name: column.sketch() for name, column in features.items()},
             predictions=predictions.sketch(),
         )
-
-
-def cost_per_1k(compute_s: float, predictions: int, price_per_device_hour: float) -> float | None:
-    """What 1,000 predictions cost at ``price_per_device_hour`` (None: none were made)."""
-    if predictions <= 0:
-        return None
-    return compute_s / predictions * 1000 * price_per_device_hour / 3600
 
 
 def _bin(latency_s: float) -> int:
