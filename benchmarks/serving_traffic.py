@@ -4,7 +4,7 @@ overload, and what the demo model's predictions cost. Run through `serving_bench
     .venv/bin/python benchmarks/serving_bench.py --cells zipf,overload [--duration S]
 
 In one run on this machine:
-- ``mlcp demo`` builds its churn model in a temporary MLCP home (features in Feast, two
+- ``mlcp demo --no-scenes`` builds its churn model in a temporary MLCP home (features in Feast, two
   versions through their gates; `churn@1` is the champion); the demo's customer features are
   extended to 10,000 customers and materialized again;
 - two `mlcp serve` replicas of that home start side by side: one with the model's policy as
@@ -81,16 +81,21 @@ def zipf_bodies(path: Path, seed: int = 0) -> dict[str, Any]:
 
 
 def build_home(home: Path, env: dict[str, str]) -> None:
-    """`mlcp demo`, then its customer features extended to ``CUSTOMERS`` and materialized."""
+    """`mlcp demo --no-scenes`, then its customer features extended to ``CUSTOMERS`` and
+    materialized again."""
     done = subprocess.run(
-        [str(BIN / "mlcp"), "demo"], env=env, capture_output=True, text=True, check=False
+        [str(BIN / "mlcp"), "demo", "--no-scenes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"mlcp demo failed: {done.stderr[-2000:]}")
     import pandas as pd
 
     from controlplane.context import ControlPlane
-    from controlplane.demo import FEATURES, FEATURES_AT, LABELS_AT, SEED, make_churn_data
+    from controlplane.demo.setup import FEATURES, FEATURES_AT, LABELS_AT, SEED, make_churn_data
     from controlplane.settings import load_settings
 
     with ControlPlane(load_settings()) as cp:

@@ -84,14 +84,12 @@ def cpu_threads(requested: int = 0, cores: int | None = None) -> int:
 class CachePolicy:
     """A model's prediction cache, from its policy (``serving: {cache: {ttl_s, max_entries}}``).
 
-    Each served version keeps up to ``max_entries`` answers for ``ttl_s`` seconds; with
-    ``shared`` (and a replica started with a Redis URL) answers are also kept in Redis, so
-    every replica serves what one computed.
+    Each served version keeps up to ``max_entries`` answers for ``ttl_s`` seconds, in the
+    replica's memory (replicas don't share their entries).
     """
 
     ttl_s: float = 60.0
     max_entries: int = 10_000
-    shared: bool = False
 
     def __post_init__(self) -> None:
         _positive("CachePolicy", ttl_s=self.ttl_s, max_entries=self.max_entries)
