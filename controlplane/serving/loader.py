@@ -68,7 +68,14 @@ class RegistryModelLoader:
             raise ModelLoadFailed(
                 ref, f"it is not registered; run `mlcp models list --name {name}` for its versions"
             )
-        spec = model_spec(found, serving_policy(self.cp, name))
+        try:
+            serving = serving_policy(self.cp, name)
+        except OperationalError as exc:
+            why = str(exc.orig or exc).strip().splitlines()[0]
+            raise ModelLoadFailed(
+                ref, f"the control-plane database failed ({why}); check MLCP_DATABASE_URL"
+            ) from exc
+        spec = model_spec(found, serving)
         try:
             module = load_verified(
                 self.cp.registry.backend, self.cp.sessions, found, actor=self.actor
