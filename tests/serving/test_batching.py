@@ -322,11 +322,20 @@ def test_a_more_urgent_queue_overtakes_a_prepared_batch_of_lower_classes() -> No
     assert not overtakes(None, staged)
 
 
+async def until(condition: Any, timeout_s: float = 10.0) -> None:
+    """Let the batcher's loops run until ``condition()`` holds (poll, never a guessed sleep)."""
+    end = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting for the batcher"
+        await asyncio.sleep(0.001)
+
+
 def test_batches_fill_from_the_most_urgent_class_and_shed_lower_ones() -> None:
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
     order: list[str] = []
 
     def compute(x: Any) -> Any:
+        entered.set()
         gate.wait(10)
         return x
 
@@ -342,9 +351,9 @@ def test_batches_fill_from_the_most_urgent_class_and_shed_lower_ones() -> None:
         )
         batcher.start()
         first = batcher.submit("first", 1, FAR, 1e5, BATCH)  # runs now, holds the model
-        await asyncio.sleep(0.05)
+        await until(entered.is_set)
         futures = [batcher.submit(f"b{i}", 1, FAR, 1e5, BATCH) for i in range(2)]
-        await asyncio.sleep(0.05)  # b0, b1 are prepared and staged behind "first"
+        await until(lambda: batcher.depth == 0)  # b0, b1 are prepared and staged
         futures += [batcher.submit(f"n{i}", 1, FAR, 1e5, NORMAL) for i in range(2)]
         futures += [batcher.submit(f"c{i}", 1, FAR, 1e5, CRITICAL) for i in range(2)]
         gate.set()
@@ -376,7 +385,7 @@ def test_a_full_queue_answers_a_critical_request_by_shedding_a_batch_one() -> No
         )
         batcher.start()
         held = [batcher.submit(f"h{i}", 1, FAR, 1e5, NORMAL) for i in range(2)]
-        await asyncio.sleep(0.05)  # one computes, one is staged: the queue is empty
+        await until(lambda: batcher.depth == 0)  # one computes, one is staged
         queued = [batcher.submit(f"q{i}", 1, FAR, 1e5, BATCH) for i in range(1)]
         with pytest.raises(Overloaded, match="batch-class"):
             batcher.submit("over", 1, FAR, 1e5, BATCH)  # batch's share (1 of 2) is used
