@@ -4,6 +4,13 @@ pre-encoded request back to back, for a fixed time.
     python benchmarks/loadgen.py --url http://127.0.0.1:8000/invocations \\
         --body-file row.json --concurrency 64 --duration 15 --warmup 3
 
+With ``--bodies-file`` (one body per line) each request takes the next line instead, all
+connections sharing one cursor, so a pre-drawn sequence (entity keys from a Zipf
+distribution, say) is replayed in order, wrapping around.
+
+With ``--retry-after-s S`` a connection answered 503 or 429 waits S seconds before its next
+request, as a client honouring ``Retry-After`` does (the default sends again at once).
+
 Prints one JSON object: requests, errors by status, throughput, latency percentiles (ms) and
 the generator's own CPU use. Standard library only (uvloop when importable), so it runs with
 any interpreter.
@@ -173,8 +180,28 @@ def build_request(
     return host, port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+class Requests:
+    """The request bytes to send next: one request again and again, or a sequence in turn."""
+
+    def __init__(self, requests: list[bytes]) -> None:
+        self.requests, self.cursor = requests, 0
+
+    def next(self) -> bytes:
+        if len(self.requests) == 1:
+            return self.requests[0]
+        request = self.requests[self.cursor]
+        self.cursor = (self.cursor + 1) % len(self.requests)
+        return request
+
+
 async def worker(
-    host: str, port: int, request: bytes, window: tuple[float, float], expect: int, tally: Tally
+    host: str,
+    port: int,
+    requests: Requests,
+    window: tuple[float, float],
+    expect: int,
+    tally: Tally,
+    retry_after_s: float = 0.0,
 ) -> None:
     loop = asyncio.get_running_loop()
     start, end = window
@@ -194,7 +221,7 @@ async def worker(
                     continue
             t0 = clock()
             try:
-                response = await client.send(client.transport, request)
+                response = await client.send(client.transport, requests.next())
             except (OSError, ValueError):
                 tally.error("connection", clock(), window)
                 if client.transport is not None:
@@ -212,6 +239,8 @@ async def worker(
                 tally.error(str(response.status), t1, window)
                 if tally.first_error_body is None:
                     tally.first_error_body = response.body
+                if retry_after_s and response.status in (429, 503):
+                    await asyncio.sleep(retry_after_s)
             if not response.keep_alive:
                 if client.transport is not None:
                     client.transport.close()
@@ -235,14 +264,21 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-async def run(args: argparse.Namespace, body: bytes) -> dict[str, object]:
-    host, port, request = build_request(args.url, body, args.method, args.content_type, args.header)
+async def run(args: argparse.Namespace, bodies: list[bytes]) -> dict[str, object]:
+    built = [
+        build_request(args.url, body, args.method, args.content_type, args.header)
+        for body in bodies
+    ]
+    host, port, request = built[0]
+    requests = Requests([b[2] for b in built])
     tally = Tally()
     now = time.perf_counter()
     window = (now + args.warmup, now + args.warmup + args.duration)
     cpu0 = _cpu_s()
     tasks = [
-        asyncio.ensure_future(worker(host, port, request, window, args.expect_status, tally))
+        asyncio.ensure_future(
+            worker(host, port, requests, window, args.expect_status, tally, args.retry_after_s)
+        )
         for _ in range(args.concurrency)
     ]
     # No timer per request (it would cost as much as the request's own bookkeeping): whatever
@@ -295,6 +331,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--body-file", help="the request body, sent as is")
+    parser.add_argument("--bodies-file", help="one request body a line, sent in turn")
     parser.add_argument("--method", default="POST")
     parser.add_argument("--content-type", default="application/json")
     parser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
@@ -303,19 +340,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--timeout", type=float, default=30.0, help="grace after the window, s")
     parser.add_argument("--expect-status", type=int, default=200)
+    parser.add_argument(
+        "--retry-after-s", type=float, default=0.0, help="pause after a 503/429, seconds"
+    )
     args = parser.parse_args()
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency >= 1, --duration > 0 and --warmup >= 0")
-    body = b""
+    bodies = [b""]
     if args.body_file:
         with open(args.body_file, "rb") as f:
-            body = f.read()
+            bodies = [f.read()]
+    elif args.bodies_file:
+        with open(args.bodies_file, "rb") as f:
+            bodies = [line.rstrip(b"\n") for line in f if line.strip()]
     try:
         import uvloop  # optional: a faster event loop where installed
     except ImportError:
-        print(json.dumps(asyncio.run(run(args, body))))
+        print(json.dumps(asyncio.run(run(args, bodies))))
     else:
-        print(json.dumps(uvloop.run(run(args, body))))
+        print(json.dumps(uvloop.run(run(args, bodies))))
 
 
 if __name__ == "__main__":

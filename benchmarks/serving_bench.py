@@ -2,6 +2,7 @@
 
     make bench    # or: .venv/bin/python benchmarks/serving_bench.py [--quick] [--duration S]
                   #        [--concurrency 1,16,64] [--out PATH]
+    .venv/bin/python benchmarks/serving_bench.py --cells zipf,overload   # serving_traffic.py
 
 In one run on this machine:
 - a seeded PyTorch MLP (CPU: 64-256-256-1; CUDA: 1024-4096-4096-1024) is registered through
@@ -686,8 +687,28 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, help="default benchmarks/results/serving-<device>[-quick].json"
     )
+    parser.add_argument(
+        "--cells",
+        default="mlflow",
+        help="mlflow (mlcp against mlflow, the default), or any of zipf,overload: the prediction "
+        "cache on a Zipf workload and priority classes under overload (serving_traffic.py; "
+        "results in benchmarks/results/serving-traffic.json)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="zipf: runs per replica")
+    parser.add_argument("--zipf-concurrency", type=int, default=32)
+    parser.add_argument("--critical-concurrency", type=int, default=4)
+    parser.add_argument("--batch-concurrency", type=int, default=64)
     args = parser.parse_args()
     started = time.perf_counter()
+    cells = set(args.cells.split(","))
+    if cells & {"zipf", "overload"}:
+        import serving_traffic
+
+        args.duration = args.duration or (3.0 if args.quick else 10.0)
+        args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
+        args.cells = cells
+        serving_traffic.main(args)
+        return
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLCP_")}
     env |= {

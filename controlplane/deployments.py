@@ -7,7 +7,10 @@
 Per model: who is champion, challenger (weight, steps, paused) and shadow, since when, at
 which revision; the fallback a rollback would return to; why the controller holds, if it
 does; the latest analysis of each live version; and which replicas serve what, from their
-heartbeats (a replica not heard from for ``stale_after_s`` is listed as stale).
+heartbeats (a replica not heard from for ``stale_after_s`` is listed as stale). Each live
+version's ``cost`` over the last `COST_WINDOW`: device-seconds, predictions answered, device
+milliseconds per prediction and, with ``MLCP_DEVICE_HOUR_PRICE``, the cost of 1,000
+predictions (so a canary twice as expensive as its champion shows before it goes on).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from controlplane import audit
 from controlplane.controller.records import STALE_AFTER_S
 from controlplane.db.models import AnalysisRow, ModelRow, ModelVersionRow
 from controlplane.errors import NoPolicy
-from controlplane.serving.windows import replicas
+from controlplane.serving.windows import replicas, serving_costs
 from registry import validate_model_name
 
 if TYPE_CHECKING:
     from controlplane.context import ControlPlane
+
+COST_WINDOW = timedelta(hours=1)
 
 
 def deployments(
@@ -65,6 +70,9 @@ def _view(
     now: datetime,
     stale_after_s: float,
 ) -> dict[str, Any]:
+    costs = serving_costs(cp.sessions, row.name, now - COST_WINDOW)
+    price = cp.settings.device_hour_price
+
     def version(v: int | None) -> dict[str, Any] | None:
         if v is None:
             return None
@@ -72,6 +80,7 @@ def _view(
             "version": v,
             "state": states.get((row.name, v)),
             "analysis": latest.get((row.name, v)),
+            "cost": cost_view(*costs.get(v, (0.0, 0)), price),
         }
 
     challenger = version(row.challenger_version)
@@ -96,6 +105,21 @@ def _view(
         "hold_reason": row.hold_reason,
         "replicas": serving,
         "converged": bool(live) and all(r["revision"] == row.revision for r in live),
+    }
+
+
+def cost_view(device_s: float, answered: int, price: float) -> dict[str, Any]:
+    """A version's cost over `COST_WINDOW`; ``per_1k`` is None without a price or traffic."""
+    from serving.outcomes import cost_per_1k
+
+    per_1k = cost_per_1k(device_s, answered, price) if price > 0 else None
+    return {
+        "window_s": COST_WINDOW.total_seconds(),
+        "device_s": round(device_s, 6),
+        "predictions": answered,
+        "device_ms_per_prediction": round(device_s / answered * 1000, 6) if answered else None,
+        "per_1k": round(per_1k, 8) if per_1k is not None else None,
+        "device_hour_price": price or None,
     }
 
 

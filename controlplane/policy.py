@@ -17,9 +17,13 @@
       success_windows: 3             # passing analyses per step
       failure_limit: 0               # failed analyses tolerated; one more rolls back
       inconclusive_limit: 10         # in a row, then the canary holds and says why
-    slo:      {p99_ms: 100, max_error_rate: 0.01, breach_windows: 3}
+    slo:      {p99_ms: 100, max_error_rate: 0.01, breach_windows: 3, max_canary_cost_ratio: 1.5}
     rollback: {max_per_hour: 3}
     drift:    {action: rollback, target_run_length: 100000, min_psi: 0.05}
+    serving:
+      cache: {ttl_s: 60, max_entries: 10000}   # a prediction cache per version (default off)
+      limits: {rate_per_s: 100, burst: 200}    # per client; over it 429 + Retry-After
+      priority: normal                         # class of requests without X-Priority
 
 A bad key is refused with its path: ``gates.metrics[0].min: Input should be a valid number``.
 """
@@ -186,6 +190,9 @@ class Slo(_Strict):
     p99_ms: float | None = Field(default=None, gt=0)
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     max_canary_p99_ratio: float | None = Field(default=None, gt=1)
+    # A canary's device time per prediction may be at most this times its champion's (over
+    # the same windows); None: cost is shown (`mlcp deployments`), not checked.
+    max_canary_cost_ratio: float | None = Field(default=None, gt=0)
     max_baseline_p99_ratio: float = Field(default=2.0, gt=1)
     # Latency differences smaller than this never fail a comparison: at sub-millisecond
     # latencies, scheduling noise alone moves a p99 by a millisecond or two.
@@ -254,6 +261,31 @@ class Drift(_Strict):
         return data
 
 
+class CacheRule(_Strict):
+    """A prediction cache per served version: answers kept ``ttl_s`` seconds, at most
+    ``max_entries`` per version and replica (least recently used dropped first)."""
+
+    ttl_s: float = Field(default=60.0, gt=0, le=86_400)
+    max_entries: int = Field(default=10_000, ge=1, le=10_000_000)
+
+
+class ClientRate(_Strict):
+    """Each client may send ``rate_per_s`` requests a second to the model (``burst`` at once;
+    0: one second's worth); over it, 429 with Retry-After. `mlcp serve --client-limit` wins
+    for the clients it names."""
+
+    rate_per_s: float = Field(gt=0, le=1_000_000)
+    burst: float = Field(default=0.0, ge=0, le=1_000_000)
+
+
+class Serving(_Strict):
+    """How replicas serve the model (read when a version loads)."""
+
+    cache: CacheRule | None = None  # None: no prediction cache
+    limits: ClientRate | None = None  # None: the replica's (`mlcp serve --client-rate`)
+    priority: Literal["critical", "normal", "batch"] = "normal"  # of requests naming none
+
+
 class Policy(_Strict):
     """A model's promotion policy. ``Policy.from_yaml(text)`` validates; ``gates()`` builds them."""
 
@@ -263,6 +295,8 @@ class Policy(_Strict):
     slo: Slo = Field(default_factory=Slo)
     rollback: Rollback = Field(default_factory=Rollback)
     drift: Drift = Field(default_factory=Drift)
+    # None (not {}): a policy that says nothing of serving keeps its body and sha256.
+    serving: Serving | None = None
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "policy") -> Policy:

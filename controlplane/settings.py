@@ -157,6 +157,13 @@ class Settings(BaseSettings):
         description="server side: the folder whose .parquet/.csv files POST .../evaluate may "
         "name by path (relative to it); unset, that route reads no path (upload the file)",
     )
+    device_hour_price: float = Field(
+        default=0.0,
+        ge=0,
+        le=1_000_000,
+        description="what an hour of a serving device costs (any currency): `mlcp deployments` "
+        "and /metrics then show the cost of 1,000 predictions per version; 0: not shown",
+    )
 
     @property
     def remote(self) -> bool:

@@ -205,9 +205,10 @@ class _Flight:
     """One in-flight backend read (of all the keys one get() missed): awaited by every other
     thread that wants one of those keys."""
 
-    __slots__ = ("done", "entries", "error")
+    __slots__ = ("done", "entries", "epoch", "error")
 
-    def __init__(self) -> None:
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch  # a caller under a newer epoch must not take this read's rows
         self.done = threading.Event()
         self.entries: dict[CacheKey, Entry] = {}
         self.error: BaseException | None = None
@@ -288,6 +289,21 @@ class FeatureClient:
             max([row[2] for row in rows]) if rows else None,
         )
         return FeatureBatch(rows)
+
+    def generation(self, service: str) -> tuple[int, ...] | None:
+        """The materialization generations of ``service``'s views as this client knows them
+        (what its cached rows are served under), or None before they were first read or
+        before the service was first looked up. Reads nothing: never blocks on a store.
+
+        A value computed from rows this client returned after reading ``g`` here is at least
+        as new as ``g``: a prediction cache keyed on it is never older than its features."""
+        state = self._states.get(service)
+        if state is None:
+            return None
+        with self._lock:
+            if not state.known:
+                return None
+            return tuple(state.generations.get(view, 0) for view in state.views)
 
     def invalidate(
         self,
@@ -392,13 +408,13 @@ class FeatureClient:
                 if isinstance(decision, Stale):
                     fallback[key] = decision.entry
                 flight = self._flights.get(key)
-                if flight is not None:
+                if flight is not None and flight.epoch == epoch:
                     awaited[key] = flight
                 elif backing_off:
                     refused = self._last_failure
                 else:
                     if mine is None:
-                        mine = _Flight()
+                        mine = _Flight(epoch)
                     self._flights[key] = mine
                     owned.append(key)
                     owned_rows.append(entity_rows[i])
@@ -469,7 +485,7 @@ class FeatureClient:
             flight.error = exc
             with self._lock:
                 for key in keys:
-                    del self._flights[key]
+                    self._release(key, flight)
                 if isinstance(exc, BackendUnavailable):
                     self._retry_at = self._clock() + self.config.unavailable_backoff_s
                     self._last_failure = exc
@@ -487,7 +503,7 @@ class FeatureClient:
             for key, value in zip(keys, values, strict=True):
                 entries[key] = entry = Entry(value, fetched_at, epoch)
                 evicted += put(key, entry)
-                del self._flights[key]
+                self._release(key, flight)
             self._retry_at = -math.inf
             size = len(self._cache)
         flight.done.set()
@@ -495,6 +511,12 @@ class FeatureClient:
         if self._metrics is not None:
             self._metrics.observe_fetch(state.name, time.perf_counter() - started)
             self._metrics.observe_size(size, evicted)
+
+    def _release(self, key: CacheKey, flight: _Flight) -> None:
+        """Forget ``flight`` as ``key``'s read in progress (a read started under a newer epoch
+        may have taken its place). Called under the lock."""
+        if self._flights.get(key) is flight:
+            del self._flights[key]
 
     def _check_in_background(self, state: _ServiceState, now: float) -> None:
         """Start a check on a thread of its own unless one is running (a hung source holds

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -31,13 +33,24 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Route
 
+from serving.cached import (
+    CACHE_HEADER,
+    EntityShare,
+    cache_state,
+    cached_output,
+    keep_output,
+)
+from serving.config import BATCH, PRIORITIES, ServingPolicy
 from serving.errors import (
     DeadlineExceeded,
     InvalidInput,
     Overloaded,
     PayloadTooLarge,
+    RateLimited,
     ServingError,
+    Shed,
 )
+from serving.limits import PRIORITY_HEADER, ClientLimits, client_of
 from serving.logs import REQUEST_ID, request_id
 from serving.manager import ModelManager
 from serving.metrics import OTHER
@@ -50,10 +63,9 @@ from serving.protocol import (
     model_metadata,
     parse_body,
     parse_infer,
-    prediction_values,
 )
 from serving.routing import entity_routing_key, random_key, routing_key
-from serving.served import EntityRows, Payload, ServedVersion, TensorRows
+from serving.served import Payload, ServedVersion, TensorRows
 from serving.spec import ModelSpec
 from serving.windows import outcome_of
 
@@ -79,8 +91,8 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 def error_response(exc: ServingError) -> Response:
     """The one place serving errors become HTTP."""
     headers = {}
-    if isinstance(exc, Overloaded):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    if isinstance(exc, Overloaded | RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     return _json({"error": exc.message}, exc.status, headers)
 
 
@@ -124,6 +136,7 @@ class RequestContext:
 def create_app(manager: ModelManager) -> FastAPI:
     """The FastAPI app over a `ModelManager`; starts and stops it with the server."""
     config = manager.config
+    limits = ClientLimits(config.clients)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -160,10 +173,30 @@ def create_app(manager: ModelManager) -> FastAPI:
             )
         return value
 
+    def admit_client(request: Request, name: str) -> int:
+        """The request's priority class, once its client's token bucket lets it through
+        (raises `RateLimited`: 429 with Retry-After)."""
+        policy = _model_policy(manager, name)
+        client = client_of(request.headers, request.client.host if request.client else None)
+        try:
+            priority = limits.priority(
+                client, request.headers.get(PRIORITY_HEADER), policy.priority
+            )
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        wait_s = limits.take(client, name if name in manager.deployments else OTHER, policy.rate)
+        if wait_s > 0:
+            limit = limits.limit_of(client, policy.rate)
+            raise RateLimited(client, limit.rate_per_s if limit else 0.0, wait_s)
+        shed_at = config.shed_batch_at_busy
+        if priority == BATCH and shed_at and manager.metrics.busy_now() >= shed_at:
+            raise Shed(name, 0, config.batching.retry_after_s, PRIORITIES[BATCH])
+        return priority
+
     async def answer(
         endpoint: str,
         name: str,
-        handler: Callable[[float, float, Tally], Awaitable[Response]],
+        handler: Callable[[float, float, Tally, int], Awaitable[Response]],
         request: Request,
     ) -> Response:
         """Run a model endpoint: deadline, errors to JSON, windows, metrics, the access log.
@@ -175,7 +208,8 @@ def create_app(manager: ModelManager) -> FastAPI:
         start = time.monotonic()
         tally = Tally()
         try:
-            response = await handler(start, budget(request), tally)
+            priority = admit_client(request, name)
+            response = await handler(start, budget(request), tally, priority)
         except ServingError as exc:
             response = error_response(exc)
         except Exception:
@@ -219,22 +253,35 @@ def create_app(manager: ModelManager) -> FastAPI:
         except TimeoutError:
             raise DeadlineExceeded(served.ref, budget_ms) from None
 
-    async def submit_and_wait(
-        served: ServedVersion, payload: Payload, rows: int, deadline: float, budget_ms: float
-    ) -> Any:
-        return await wait(
-            served.submit(payload, rows, deadline, budget_ms), served, deadline, budget_ms
-        )
+    def submit_share(
+        share: EntityShare, deadline: float, budget_ms: float, priority: int
+    ) -> Awaitable[Any]:
+        """Submit the rows the cache did not answer (now: no await before the submit)."""
+        if share.payload is None:
+            return _nothing()
+        served, rows = share.served, len(share.missing)
+        future = served.submit(share.payload, rows, deadline, budget_ms, priority)
+        return wait(future, served, deadline, budget_ms)
 
     def mirror(
-        shadow: ServedVersion | None, payload: Payload, rows: int, deadline: float, budget_ms: float
+        shadow: ServedVersion | None,
+        payload: Payload | None,
+        rows: int,
+        deadline: float,
+        budget_ms: float,
+        keep: Callable[[Any], object] | None = None,
     ) -> None:
-        """Give the shadow a copy; its answer is recorded in its window, never returned."""
+        """Give the shadow a copy; its answer is recorded in its window (and ``keep`` it in
+        the shadow's own cache), never returned. None: its cache had every answer."""
         if shadow is None:
             return
+        if payload is None:
+            manager.metrics.shadow.labels(shadow.ref, "cached").inc()
+            shadow.recorder.record(outcome_of(200), 0.0)
+            return
         start = time.monotonic()
-        try:
-            future = shadow.submit(payload, rows, deadline, budget_ms)
+        try:  # a copy nobody waits for: the first to go under load
+            future = shadow.submit(payload, rows, deadline, budget_ms, BATCH)
         except ServingError as exc:
             manager.metrics.shadow.labels(shadow.ref, "dropped").inc()
             shadow.recorder.record(outcome_of(exc.status), 0.0)
@@ -244,11 +291,13 @@ def create_app(manager: ModelManager) -> FastAPI:
             error = f.exception() if not f.cancelled() else DeadlineExceeded(shadow.ref, budget_ms)
             manager.metrics.shadow.labels(shadow.ref, "failed" if error else "answered").inc()
             shadow.recorder.record(outcome_of(status_of(error)), time.monotonic() - start)
+            if error is None and keep is not None:
+                keep(f.result())
 
         future.add_done_callback(done)
 
     async def infer(request: Request, name: str, version: int | None) -> Response:
-        async def handle(start: float, budget_ms: float, tally: Tally) -> Response:
+        async def handle(start: float, budget_ms: float, tally: Tally, priority: int) -> Response:
             body = parse_infer(
                 await body_of(request), request.headers.get("inference-header-content-length")
             )
@@ -263,11 +312,29 @@ def create_app(manager: ModelManager) -> FastAPI:
             tensor = input_tensor(body, served.spec)
             deadline = start + budget_ms / 1000
             rows = tensor.shape[0]
-            future = served.submit(TensorRows(tensor), rows, deadline, budget_ms)
+            key, hit = cached_output(served, tensor)
+            future = (
+                None
+                if hit is not None
+                else served.submit(TensorRows(tensor), rows, deadline, budget_ms, priority)
+            )
             if shadow is not None and _fits(tensor, shadow):
-                mirror(shadow, TensorRows(tensor), rows, deadline, budget_ms)
+                shadow_key, shadow_hit = cached_output(shadow, tensor)
+                mirror(
+                    shadow,
+                    None if shadow_hit is not None else TensorRows(tensor),
+                    rows,
+                    deadline,
+                    budget_ms,
+                    functools.partial(keep_output, shadow, shadow_key),
+                )
+            if future is None:
+                return _infer_answer(served.spec, hit, body, cache="hit")
             outputs = await wait(future, served, deadline, budget_ms)
-            return _infer_answer(served.spec, outputs, body)
+            keep_output(served, key, outputs)
+            return _infer_answer(
+                served.spec, outputs, body, cache="miss" if key is not None else None
+            )
 
         return await answer("infer", name, handle, request)
 
@@ -332,7 +399,7 @@ def create_app(manager: ModelManager) -> FastAPI:
     async def predict(request: Request) -> Response:
         name: str = request.path_params["name"]
 
-        async def handle(start: float, budget_ms: float, tally: Tally) -> Response:
+        async def handle(start: float, budget_ms: float, tally: Tally, priority: int) -> Response:
             body = parse_body(PredictRequest, await body_of(request))
             deadline = start + budget_ms / 1000
             # Each entity is routed by its own key, so one entity always meets one version.
@@ -340,13 +407,17 @@ def create_app(manager: ModelManager) -> FastAPI:
             for index, entity in enumerate(body.entities):
                 served, shadow = manager.route(name, entity_routing_key(entity))
                 groups.setdefault(served.ref, (served, shadow, []))[2].append(index)
-            waits, payloads = [], []
+            waits, shares = [], []
             for served, shadow, indexes in groups.values():
                 tally.route(served)
-                payload = EntityRows([body.entities[i] for i in indexes])
-                payloads.append(payload)
-                waits.append(submit_and_wait(served, payload, len(indexes), deadline, budget_ms))
-                mirror(shadow, payload, len(indexes), deadline, budget_ms)
+                entities = [body.entities[i] for i in indexes]
+                share = EntityShare(served, entities)  # its cache answers what it can
+                shares.append(share)
+                waits.append(submit_share(share, deadline, budget_ms, priority))
+                if shadow is not None:
+                    mirrored = EntityShare(shadow, entities)
+                    rows = len(mirrored.missing)
+                    mirror(shadow, mirrored.payload, rows, deadline, budget_ms, mirrored.values)
             answered = await asyncio.gather(*(_clocked(w) for w in waits))
             results = [result for result, _ in answered]
             # A request split between champion and challenger counts once per version, each
@@ -364,10 +435,14 @@ def create_app(manager: ModelManager) -> FastAPI:
                 raise failed
             predictions: list[Any] = [None] * len(body.entities)
             versions: list[int] = [0] * len(body.entities)
-            for (served, _, indexes), outputs in zip(groups.values(), results, strict=True):
-                assert isinstance(outputs, torch.Tensor)
-                for index, value in zip(indexes, prediction_values(outputs), strict=True):
+            cached: list[int] = []
+            for (served, _, indexes), share, outputs in zip(
+                groups.values(), shares, results, strict=True
+            ):
+                assert outputs is None or isinstance(outputs, torch.Tensor)
+                for index, value in zip(indexes, share.values(outputs), strict=True):
                     predictions[index], versions[index] = value, served.spec.version
+                cached += [indexes[j] for j in share.cached]
             first = next(iter(groups.values()))[0]
             out: dict[str, Any] = {
                 "model_name": name,
@@ -378,14 +453,19 @@ def create_app(manager: ModelManager) -> FastAPI:
             }
             if body.id is not None:
                 out["id"] = body.id
-            stale = _stale_rows(list(groups.values()), payloads)
+            headers = {}
+            if any(share.keys is not None for share in shares):
+                out["cached_rows"] = sorted(cached)
+                headers[CACHE_HEADER] = cache_state(len(cached), len(body.entities))
+            stale = _stale_rows(list(groups.values()), shares)
             if not stale:
-                return _json(out)
+                return _json(out, headers=headers)
             age_s = max(stale.values())
             out["stale_features"] = {"rows": sorted(stale), "age_s": round(age_s, 3)}
             for served, _, _ in groups.values():
                 manager.metrics.stale_answer(served.ref)
-            return _json(out, headers={STALE_HEADER: f"{age_s:.3f}"})
+            headers[STALE_HEADER] = f"{age_s:.3f}"
+            return _json(out, headers=headers)
 
         return await answer("predict", name, handle, request)
 
@@ -407,6 +487,7 @@ def create_app(manager: ModelManager) -> FastAPI:
             {
                 "replica": manager.replica,
                 "ready": manager.ready,
+                "busy": round(manager.metrics.busy_now(), 4),
                 "deployments": {
                     name: {
                         "champion": d.champion,
@@ -426,6 +507,8 @@ def create_app(manager: ModelManager) -> FastAPI:
                         "rows": s.batcher.stats.rows,
                         "expired": s.batcher.stats.expired,
                         "rejected": s.batcher.stats.rejected,
+                        "shed": s.batcher.stats.shed,
+                        "cached": len(s.cache) if s.cache is not None else None,
                     }
                     for s in manager.live.values()
                 },
@@ -483,6 +566,17 @@ def status_of(error: BaseException | None) -> int:
     return error.status if isinstance(error, ServingError) else 500
 
 
+def _model_policy(manager: ModelManager, name: str) -> ServingPolicy:
+    """What the policy of the model a request names says about serving it (defaults when
+    it is not served here)."""
+    if name not in manager.deployments:
+        return ServingPolicy()
+    try:
+        return manager.primary(name).spec.serving
+    except (ServingError, KeyError):
+        return ServingPolicy()
+
+
 def _fallback_charge(manager: ModelManager, name: str) -> list[Charge]:
     """A request that failed before it was routed (a bad body) counts against the model's
     primary version, so client errors show in the windows too; nothing when not served."""
@@ -492,27 +586,33 @@ def _fallback_charge(manager: ModelManager, name: str) -> list[Charge]:
         return []
 
 
-def _infer_answer(spec: ModelSpec, outputs: torch.Tensor, request: InferenceRequest) -> Response:
+def _infer_answer(
+    spec: ModelSpec, outputs: torch.Tensor, request: InferenceRequest, cache: str | None = None
+) -> Response:
     body, header_length = encode_infer_response(spec, outputs, request)
+    headers = {CACHE_HEADER: cache} if cache is not None else {}
     if header_length is None:
-        return Response(body, media_type="application/json")
-    return Response(
-        body,
-        media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(header_length)},
-    )
+        return Response(body, media_type="application/json", headers=headers)
+    headers["Inference-Header-Content-Length"] = str(header_length)
+    return Response(body, media_type="application/octet-stream", headers=headers)
 
 
 def _stale_rows(
     groups: list[tuple[ServedVersion, ServedVersion | None, list[int]]],
-    payloads: list[EntityRows],
+    shares: list[EntityShare],
 ) -> dict[int, float]:
     """Request row index -> age of its stale features, for the rows answered from stale ones."""
     stale: dict[int, float] = {}
-    for (served, _, indexes), payload in zip(groups, payloads, strict=True):
-        for local, age_s in payload.stale.get(served.ref, {}).items():
-            stale[indexes[local]] = age_s
+    for (served, _, indexes), share in zip(groups, shares, strict=True):
+        if share.payload is None:
+            continue
+        for local, age_s in share.payload.stale.get(served.ref, {}).items():
+            stale[indexes[share.missing[local]]] = age_s
     return stale
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _fits(tensor: torch.Tensor, shadow: ServedVersion) -> bool:

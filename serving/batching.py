@@ -7,7 +7,14 @@ or ``max_delay_ms`` after its first request; inference runs off the event loop.
     await batcher.drain()        # a swap: finish what is queued, take nothing new
 
 The decision of what to run next is `collect_batch`, a pure function of the queue, the
-config and the time; the loops around it only carry it out. Two stages run concurrently:
+config and the time; the loops around it only carry it out.
+
+Requests carry a priority class (``critical``, ``normal``, ``batch``; `serving.config`).
+Each class queues apart and batches fill from the most urgent class first; `admit` decides
+whether a request may queue (each class up to its share of ``max_queue``, a full queue
+shedding its newest request of a lower class for a higher one), and `overtakes` lets
+queued requests of a more urgent class run before a batch already prepared of lower ones,
+so a critical request waits for at most the batch on the model. Two stages run concurrently:
 while batch N computes on the version's compute thread, batch N+1 is collected and
 *prepared* (its features fetched) on a worker thread, so feature reads overlap compute.
 """
@@ -26,13 +33,14 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
-from serving.config import BatchingConfig
+from serving.config import NORMAL, PRIORITIES, BatchingConfig
 from serving.errors import (
     DeadlineExceeded,
     ModelFailed,
     ModelNotReady,
     Overloaded,
     ServingError,
+    Shed,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,7 @@ class Pending(Generic[P]):
     deadline: float
     future: asyncio.Future[Any] | None = None
     budget_ms: float = 0.0
+    priority: int = NORMAL  # its class: an index into serving.config.PRIORITIES
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,38 @@ def collect_batch(
     return Decision(expired=expired, wait_s=max(soonest - now, 0.0))
 
 
+@dataclass(frozen=True)
+class Admission:
+    """Whether a request may queue, and the class whose newest queued request is shed to
+    make room for it (None: nobody is)."""
+
+    queue: bool
+    shed: int | None = None
+
+
+def admit(depths: Sequence[int], priority: int, config: BatchingConfig) -> Admission:
+    """Decide whether a class-``priority`` request may join queues holding ``depths``
+    requests per class (most urgent first).
+
+    It queues while the total is under its class's share of ``max_queue``; past that, it
+    takes the place of the newest request of the least urgent class below it that has any,
+    and is refused (503) when there is none: lower classes are shed first.
+    """
+    if sum(depths) < config.class_limit(priority):
+        return Admission(True)
+    for lower in range(len(depths) - 1, priority, -1):
+        if depths[lower]:
+            return Admission(True, shed=lower)
+    return Admission(False)
+
+
+def overtakes(queued: int | None, staged: Sequence[Pending[Any]]) -> bool:
+    """Whether the queued requests of class ``queued`` (the most urgent with any; None: the
+    queue is empty) run before the prepared batch ``staged``: they are more urgent than
+    every one of its members."""
+    return queued is not None and bool(staged) and all(queued < p.priority for p in staged)
+
+
 @dataclass
 class PreparedBatch:
     """A batch made ready: ``inputs`` for the members without an error, in member order;
@@ -141,6 +182,8 @@ class _Stats:
     rows: int = 0
     expired: int = 0
     rejected: int = 0
+    shed: int = 0  # queued, then dropped for a more urgent class's request
+    overtaken: int = 0  # prepared batches that waited for a more urgent one
 
 
 class DynamicBatcher(Generic[P]):
@@ -174,7 +217,7 @@ class DynamicBatcher(Generic[P]):
         self._prepare_in_thread = prepare_in_thread or (lambda _: False)
         self._prepare_pool = prepare_pool
         self._estimate_s = estimate_s or (lambda _: 0.0)
-        self._queue: deque[Pending[P]] = deque()
+        self._queues: tuple[deque[Pending[P]], ...] = tuple(deque() for _ in PRIORITIES)
         self._arrived = asyncio.Event()
         self._ready: asyncio.Queue[tuple[list[Pending[P]], PreparedBatch] | None] = asyncio.Queue(
             maxsize=1
@@ -190,28 +233,55 @@ class DynamicBatcher(Generic[P]):
 
     @property
     def depth(self) -> int:
-        return len(self._queue)
+        return sum(len(q) for q in self._queues)
 
     @property
     def waiting(self) -> int:
         """Requests accepted and not yet computing: the queue plus the batches being
         prepared (features fetched) or waiting for the model."""
-        return len(self._queue) + self._staged
+        return self.depth + self._staged
 
     def submit(
-        self, payload: P, rows: int, deadline: float, budget_ms: float
+        self, payload: P, rows: int, deadline: float, budget_ms: float, priority: int = NORMAL
     ) -> asyncio.Future[Any]:
-        """Queue a request; its future resolves to its outputs or raises a ServingError.
-        Raises Overloaded when the queue is full and ModelNotReady once draining."""
+        """Queue a request of class ``priority``; its future resolves to its outputs or
+        raises a ServingError. Raises Overloaded when its class may not queue (see `admit`)
+        and ModelNotReady once draining."""
         if self._closing:
             raise ModelNotReady(f"{self.ref} is draining; retry")
-        if len(self._queue) >= self.config.max_queue:
+        queues = self._queues
+        admission = admit([len(q) for q in queues], priority, self.config)
+        if not admission.queue:
             self.stats.rejected += 1
-            raise Overloaded(self.ref, len(self._queue), self.config.retry_after_s)
+            raise Overloaded(self.ref, self.depth, self.config.retry_after_s, PRIORITIES[priority])
+        if admission.shed is not None:
+            victim = queues[admission.shed].pop()
+            self.stats.shed += 1
+            _fail(
+                victim,
+                Shed(self.ref, self.depth, self.config.retry_after_s, PRIORITIES[admission.shed]),
+            )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(Pending(payload, rows, self.clock(), deadline, future, budget_ms))
+        queues[priority].append(
+            Pending(payload, rows, self.clock(), deadline, future, budget_ms, priority)
+        )
         self._arrived.set()
         return future
+
+    def oldest_wait_s(self, now: float) -> float:
+        """How long the oldest queued request has waited (0.0: none is queued)."""
+        heads = [q[0].enqueued_at for q in self._queues if q]
+        return max(0.0, now - min(heads)) if heads else 0.0
+
+    def _queued(self) -> Sequence[Pending[P]]:
+        """Every queued request, most urgent class first, each class in arrival order."""
+        filled = [q for q in self._queues if q]
+        if len(filled) == 1:
+            return filled[0]
+        return [p for q in filled for p in q]
+
+    def _most_urgent(self) -> int | None:
+        return next((i for i, q in enumerate(self._queues) if q), None)
 
     # -- the loops -------------------------------------------------------------------------
 
@@ -235,16 +305,16 @@ class DynamicBatcher(Generic[P]):
                 now = self.clock()
                 estimate = self._estimate_s(self.config.max_batch_size)
                 idle = not self._computing and self._ready.empty()
-                decision = collect_batch(self._queue, self.config, now, estimate, idle)
+                decision = collect_batch(self._queued(), self.config, now, estimate, idle)
                 for pending in decision.expired:
                     self._remove(pending)
                     self._expire(pending)
                 if decision.batch:
-                    members = [self._queue.popleft() for _ in decision.batch]
+                    members = self._take(decision.batch)
                     self._staged += len(members)
                     await self._ready.put((members, await self._prepare_batch(members)))
                     continue
-                if not self._queue and self._closing:
+                if not self.depth and self._closing:
                     return
                 self._arrived.clear()
                 if decision.wait_s is None:
@@ -253,7 +323,7 @@ class DynamicBatcher(Generic[P]):
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(decision.wait_s):
                             await self._arrived.wait()
-                    if self._closing and self._queue:
+                    if self._closing and self.depth:
                         continue
         finally:
             await self._ready.put(None)
@@ -271,50 +341,81 @@ class DynamicBatcher(Generic[P]):
             log.exception("preparing a batch of %s failed", self.ref)
             return PreparedBatch(None, [_internal(exc)] * len(members))
 
+    def _take(self, batch: Sequence[Pending[P]]) -> list[Pending[P]]:
+        """Take a decided batch off the queues (it is their heads, most urgent first)."""
+        members = []
+        for pending in batch:
+            taken = self._queues[pending.priority].popleft()
+            assert taken is pending, "a batch must be the head of the queues"
+            members.append(taken)
+        return members
+
+    async def _overtaking(self, staged: list[Pending[P]]) -> None:
+        """Run queued requests more urgent than every member of ``staged`` first."""
+        urgent = self._most_urgent()
+        if not overtakes(urgent, staged):
+            return
+        assert urgent is not None
+        now = self.clock()
+        estimate = self._estimate_s(self.config.max_batch_size)
+        decision = collect_batch(self._queues[urgent], self.config, now, estimate, idle=True)
+        for pending in decision.expired:
+            self._remove(pending)
+            self._expire(pending)
+        if decision.batch:
+            self.stats.overtaken += 1
+            members = self._take(decision.batch)
+            await self._run(members, await self._prepare_batch(members))
+
     async def _compute_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while (item := await self._ready.get()) is not None:
             members, prepared = item
             self._staged -= len(members)
-            now = self.clock()
-            keep = []
-            for index, pending in enumerate(members):
-                error = prepared.errors[index] if prepared.errors else None
-                if error is not None:
-                    _fail(pending, error)
-                elif pending.deadline < now:
-                    self._expire(pending)
-                elif pending.future is not None and pending.future.done():
-                    continue  # its caller gave up (deadline, disconnect): don't compute it
-                else:
-                    keep.append(index)
-            if not keep:
+            await self._overtaking(members)
+            await self._run(members, prepared)
+
+    async def _run(self, members: list[Pending[P]], prepared: PreparedBatch) -> None:
+        """Compute one prepared batch and answer its members."""
+        loop = asyncio.get_running_loop()
+        now = self.clock()
+        keep = []
+        for index, pending in enumerate(members):
+            error = prepared.errors[index] if prepared.errors else None
+            if error is not None:
+                _fail(pending, error)
+            elif pending.deadline < now:
+                self._expire(pending)
+            elif pending.future is not None and pending.future.done():
+                continue  # its caller gave up (deadline, disconnect): don't compute it
+            else:
+                keep.append(index)
+        if not keep:
+            return
+        rows = [members[i].rows for i in keep]
+        start = self.clock()
+        self._computing = True
+        try:
+            outputs = await loop.run_in_executor(
+                self._compute_pool, self._compute, prepared.select(keep, members)
+            )
+            results = self._split(outputs, rows)
+        except Exception as exc:
+            log.exception("computing a batch of %d rows on %s failed", sum(rows), self.ref)
+            for index in keep:
+                _fail(members[index], ModelFailed(self.ref, f"{type(exc).__name__}: {exc}"))
+            return
+        finally:
+            self._computing = False
+            self._arrived.set()  # the model is free: the collector may close a batch now
+        compute_s = self.clock() - start
+        self._observe(members, keep, rows, start, compute_s)
+        for index, result in zip(keep, results, strict=True):
+            if isinstance(result, ServingError):
+                _fail(members[index], result)
                 continue
-            rows = [members[i].rows for i in keep]
-            start = self.clock()
-            self._computing = True
-            try:
-                outputs = await loop.run_in_executor(
-                    self._compute_pool, self._compute, prepared.select(keep, members)
-                )
-                results = self._split(outputs, rows)
-            except Exception as exc:
-                log.exception("computing a batch of %d rows on %s failed", sum(rows), self.ref)
-                for index in keep:
-                    _fail(members[index], ModelFailed(self.ref, f"{type(exc).__name__}: {exc}"))
-                continue
-            finally:
-                self._computing = False
-                self._arrived.set()  # the model is free: the collector may close a batch now
-            compute_s = self.clock() - start
-            self._observe(members, keep, rows, start, compute_s)
-            for index, result in zip(keep, results, strict=True):
-                if isinstance(result, ServingError):
-                    _fail(members[index], result)
-                    continue
-                future = members[index].future
-                if future is not None and not future.done():
-                    future.set_result(result)
+            future = members[index].future
+            if future is not None and not future.done():
+                future.set_result(result)
 
     def _observe(
         self,
@@ -329,11 +430,11 @@ class DynamicBatcher(Generic[P]):
         stats.rows += sum(rows)
         queue_s = [start - members[i].enqueued_at for i in keep]
         self._metrics.batch(self.ref, sum(rows), queue_s, compute_s)
-        self._metrics.queue_depth(self.ref, len(self._queue))
+        self._metrics.queue_depth(self.ref, self.depth)
 
     def _remove(self, pending: Pending[P]) -> None:
         with contextlib.suppress(ValueError):
-            self._queue.remove(pending)
+            self._queues[pending.priority].remove(pending)
 
     def _expire(self, pending: Pending[P]) -> None:
         self.stats.expired += 1

@@ -3,14 +3,19 @@
 BatchingConfig(max_batch_size=32, max_delay_ms=2.0, max_queue=1024)
 RuntimeConfig(device="auto", dtype="float32")
 ServerConfig(default_timeout_ms=10_000, max_body_bytes=8 << 20)
+CachePolicy(ttl_s=60, max_entries=10_000)          # a model's prediction cache (its policy)
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 DTYPES = ("float32", "float16", "bfloat16")
+# Priority classes, most urgent first; a request's class is its index here.
+PRIORITIES = ("critical", "normal", "batch")
+CRITICAL, NORMAL, BATCH = range(3)
 
 
 def _positive(owner: str, **values: float) -> None:
@@ -35,6 +40,10 @@ class BatchingConfig:
     max_queue: int = 1024
     retry_after_s: float = 1.0
     close_when_idle: bool = True
+    # The share of max_queue each priority class may fill (critical, normal, batch): past
+    # its share a class is shed (503) while the classes above it still queue, and a full
+    # queue sheds its newest request of a lower class to take a higher one.
+    class_shares: tuple[float, float, float] = (1.0, 1.0, 0.5)
 
     def __post_init__(self) -> None:
         _positive(
@@ -45,6 +54,17 @@ class BatchingConfig:
         )
         if not self.max_delay_ms >= 0:
             raise ValueError(f"BatchingConfig.max_delay_ms must be >= 0, got {self.max_delay_ms}")
+        if len(self.class_shares) != len(PRIORITIES) or not all(
+            0 < share <= 1 for share in self.class_shares
+        ):
+            raise ValueError(
+                "BatchingConfig.class_shares must give critical, normal and batch a share of "
+                f"max_queue within (0, 1], got {self.class_shares}"
+            )
+
+    def class_limit(self, priority: int) -> int:
+        """How many queued requests a class-``priority`` request may find and still queue."""
+        return max(1, int(self.max_queue * self.class_shares[priority]))
 
     @property
     def max_delay_s(self) -> float:
@@ -58,6 +78,66 @@ def cpu_threads(requested: int = 0, cores: int | None = None) -> int:
     if requested > 0:
         return requested
     return max(1, (cores or os.cpu_count() or 2) // 2)
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """A model's prediction cache, from its policy (``serving: {cache: {ttl_s, max_entries}}``).
+
+    Each served version keeps up to ``max_entries`` answers for ``ttl_s`` seconds, in the
+    replica's memory (replicas don't share their entries).
+    """
+
+    ttl_s: float = 60.0
+    max_entries: int = 10_000
+
+    def __post_init__(self) -> None:
+        _positive("CachePolicy", ttl_s=self.ttl_s, max_entries=self.max_entries)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """``rate_per_s`` requests a second on average, ``burst`` at once (the bucket's size)."""
+
+    rate_per_s: float
+    burst: float = 0.0  # 0: one second's worth
+
+    def __post_init__(self) -> None:
+        if not self.rate_per_s > 0 or self.burst < 0:
+            raise ValueError(
+                f"a client limit needs rate_per_s > 0 and burst >= 0, got {self.rate_per_s}, "
+                f"{self.burst}"
+            )
+
+    @property
+    def size(self) -> float:
+        return self.burst or max(1.0, self.rate_per_s)
+
+
+@dataclass(frozen=True)
+class ClientPolicy:
+    """A replica's client settings (`mlcp serve`): the default per-client ``rate`` (None: no
+    limit), limits and classes of named clients, and how many buckets are kept."""
+
+    rate: RateLimit | None = None
+    rates: Mapping[str, RateLimit] = field(default_factory=dict)
+    classes: Mapping[str, str] = field(default_factory=dict)
+    max_clients: int = 100_000
+
+    def __post_init__(self) -> None:
+        bad = {c: k for c, k in self.classes.items() if k not in PRIORITIES}
+        if bad:
+            raise ValueError(f"client classes must be one of {PRIORITIES}, got {bad}")
+
+
+@dataclass(frozen=True)
+class ServingPolicy:
+    """What a model's policy says about serving it (``serving:`` in its policy file); the
+    loader hands it over with each version (`serving.spec.ModelSpec.serving`)."""
+
+    cache: CachePolicy | None = None  # None: no prediction cache (the default)
+    rate: RateLimit | None = None  # per client, unless `mlcp serve` names the client's own
+    priority: int = NORMAL  # the class of a request that names none
 
 
 @dataclass(frozen=True)
@@ -109,6 +189,18 @@ class ServerConfig:
     max_pending_windows: int = 10_000
     # A version that failed to load is retried after load_retry_s, doubling up to 60 s.
     load_retry_s: float = 1.0
+    clients: ClientPolicy = field(default_factory=ClientPolicy)  # classes and rate limits
+    # What an hour of the device costs (any currency): /metrics then shows the cost of 1,000
+    # predictions per version. 0: cost is not shown (device-seconds still are).
+    device_hour_price: float = 0.0
+    # The busy gauge (mlcp_serving_busy): over the last busy_window_s, the larger of device
+    # utilisation and queue delay over queue_budget_ms (the wait a request can afford).
+    busy_window_s: float = 10.0
+    queue_budget_ms: float = 50.0
+    # Batch-class requests are refused at the door (503 + Retry-After, before their body is
+    # read) while the replica is this busy: when HTTP rather than the model is the bottleneck,
+    # only not reading them leaves room for the others. 0: never.
+    shed_batch_at_busy: float = 1.0
 
     def __post_init__(self) -> None:
         _positive(
@@ -120,6 +212,12 @@ class ServerConfig:
             heartbeat_s=self.heartbeat_s,
             max_pending_windows=self.max_pending_windows,
             load_retry_s=self.load_retry_s,
+            busy_window_s=self.busy_window_s,
+            queue_budget_ms=self.queue_budget_ms,
         )
+        if not self.shed_batch_at_busy >= 0:
+            raise ValueError(
+                f"ServerConfig.shed_batch_at_busy must be >= 0, got {self.shed_batch_at_busy}"
+            )
         if not self.keep_warm_s >= 0:
             raise ValueError(f"ServerConfig.keep_warm_s must be >= 0, got {self.keep_warm_s}")

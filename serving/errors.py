@@ -7,6 +7,8 @@ ServingError            root
 ├── PayloadTooLarge     the body is over the configured limit                          413
 ├── ModelNotReady       the model is loading or draining                               503
 ├── Overloaded          the version's queue is full; carries ``retry_after_s``         503
+│   └── Shed            a queued request dropped for a more urgent one                 503
+├── RateLimited         the client is over its token bucket; ``retry_after_s``         429
 ├── FeaturesUnavailable the feature lookup failed for a reason the client can't fix    503
 ├── DeadlineExceeded    the request's deadline passed before it could be answered      504
 ├── ModelFailed         the model raised, or answered NaN/inf, on the request's rows   500
@@ -61,14 +63,43 @@ class ModelNotReady(ServingError):
 
 
 class Overloaded(ServingError):
-    """The version's queue is full; retry after ``retry_after_s`` seconds."""
+    """The version's queue is full (for the request's class); retry after ``retry_after_s``."""
 
     status = 503
 
-    def __init__(self, ref: str, queued: int, retry_after_s: float) -> None:
+    def __init__(
+        self, ref: str, queued: int, retry_after_s: float, priority: str | None = None
+    ) -> None:
         self.ref, self.queued, self.retry_after_s = ref, queued, retry_after_s
+        self.priority = priority
+        limit = f"the limit for {priority}-class requests" if priority else "its limit"
         super().__init__(
-            f"{ref} has {queued} requests queued (its limit); retry after {retry_after_s:g} s"
+            f"{ref} has {queued} requests queued ({limit}); retry after {retry_after_s:g} s"
+        )
+
+
+class Shed(Overloaded):
+    """A queued request dropped to make room for a more urgent class's request."""
+
+    def __init__(self, ref: str, queued: int, retry_after_s: float, priority: str) -> None:
+        super().__init__(ref, queued, retry_after_s, priority)
+        self.message = (
+            f"{ref} is overloaded: this {priority}-class request was shed to make room for "
+            f"more urgent ones; retry after {retry_after_s:g} s"
+        )
+        self.args = (self.message,)
+
+
+class RateLimited(ServingError):
+    """The client sent more than its limit; retry after ``retry_after_s`` seconds."""
+
+    status = 429
+
+    def __init__(self, client: str, rate_per_s: float, retry_after_s: float) -> None:
+        self.client, self.rate_per_s, self.retry_after_s = client, rate_per_s, retry_after_s
+        super().__init__(
+            f"client {client!r} is over its limit of {rate_per_s:g} requests/s; "
+            f"retry after {retry_after_s:.2f} s"
         )
 
 

@@ -36,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from serving.busy import BusyMeter
 from serving.config import ServerConfig
 from serving.errors import ModelLoadFailed, ModelNotFound, ModelNotReady, ServingError
 from serving.metrics import ServingMetrics
@@ -153,6 +154,10 @@ class ModelManager:
         self.loader, self.source, self.config = loader, source, config
         self.lookup, self.sink, self.wall = lookup, sink, wall
         self.metrics = metrics or ServingMetrics()
+        if config.device_hour_price:
+            self.metrics.device_hour_price = config.device_hour_price
+        self.metrics.busy_meter = BusyMeter(config.busy_window_s, config.queue_budget_ms / 1000)
+        self.metrics.oldest_wait = self.oldest_wait_s
         self.replica = config.replica or f"{socket.gethostname()}:{os.getpid()}"
         self.deployments: dict[str, Deployment] = {}  # what is served now, by model
         self.desired: dict[str, Deployment] = {}  # what was asked for
@@ -195,6 +200,7 @@ class ModelManager:
         self._tasks = [
             asyncio.create_task(self._report_windows(), name="windows"),
             asyncio.create_task(self._keep_alive(), name="heartbeat"),
+            asyncio.create_task(self._watch_loop(), name="loop-lag"),
         ]
 
     async def stop(self) -> None:
@@ -226,6 +232,7 @@ class ModelManager:
             for key in sorted(needed - self.live.keys()):
                 if key in self.standby:  # a rollback to a recent champion: no load at all
                     self.live[key] = self.standby.pop(key).served
+                    self.live[key].swapped_in()
                 elif self._due(key):
                     await self._load(key)
             deployments: dict[str, Deployment] = {}
@@ -244,6 +251,8 @@ class ModelManager:
             self.deployments = deployments
             for (name, version), served_version in self.live.items():
                 served_version.set_role(deployments[name].role(version))
+            for served_version in gone:
+                served_version.swapped_out()  # its cached answers go with it
             retired = []
             for served_version in gone:
                 name, version = served_version.spec.name, served_version.spec.version
@@ -415,6 +424,11 @@ class ModelManager:
     def served_refs(self) -> tuple[str, ...]:
         return tuple(sorted(s.ref for s in self.live.values()))
 
+    def oldest_wait_s(self) -> float:
+        """How long the oldest request still queued on this replica has waited."""
+        now = time.monotonic()
+        return max((s.batcher.oldest_wait_s(now) for s in self.live.values()), default=0.0)
+
     @property
     def ready(self) -> bool:
         """Every desired model has a version answering."""
@@ -426,6 +440,13 @@ class ModelManager:
         while True:
             await asyncio.sleep(self.config.window_s)
             await self._report(list(self.live.values()))
+
+    async def _watch_loop(self, every_s: float = 0.1) -> None:
+        """Sample how late the event loop runs a timer: the busy gauge's view of HTTP load."""
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(every_s)
+            self.metrics.busy_meter.lag(time.monotonic() - start - every_s)
 
     async def _keep_alive(self) -> None:
         while True:

@@ -1,4 +1,5 @@
-"""What a window counts, without torch: request outcomes and the latency histogram's edges.
+"""What a window counts, without torch: request outcomes, the latency histogram's edges, and
+what its predictions cost.
 
 The control plane reads windows (the controller, `mlcp deployments`) with these alone, so
 it need not import torch to read them.
@@ -23,3 +24,10 @@ def outcome_of(status: int) -> str:
     if status in (503, 504):
         return REJECTED
     return ERROR if status >= 500 else CLIENT_ERROR
+
+
+def cost_per_1k(compute_s: float, predictions: int, price_per_device_hour: float) -> float | None:
+    """What 1,000 predictions cost at ``price_per_device_hour`` (None: none were made)."""
+    if predictions <= 0:
+        return None
+    return compute_s / predictions * 1000 * price_per_device_hour / 3600

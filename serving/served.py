@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from serving.batching import BatchMetrics, DynamicBatcher, PreparedBatch
-from serving.config import ServerConfig
+from serving.cache import CacheMetrics, PredictionCache, entity_key
+from serving.config import NORMAL, ServerConfig
 from serving.errors import (
     FeaturesUnavailable,
     InvalidInput,
@@ -180,6 +182,13 @@ def split_checked(ref: str, outputs: torch.Tensor, rows: list[int]) -> list[Any]
     ]
 
 
+class VersionMetrics(BatchMetrics, CacheMetrics, Protocol):
+    """What a served version reports (its batches, its cache): `ServingMetrics` does."""
+
+    def computed(self, ref: str, seconds: float, rows: int) -> None:
+        """``rows`` predictions made in ``seconds`` of device time (0 for cached ones)."""
+
+
 class ServedVersion:
     """A loaded version taking traffic under one role (champion, challenger, shadow)."""
 
@@ -194,11 +203,16 @@ class ServedVersion:
         prepare_pool: ThreadPoolExecutor,
         replica: str,
         started_at: datetime,
-        metrics: BatchMetrics | None = None,
+        metrics: VersionMetrics | None = None,
     ) -> None:
         self.spec: ModelSpec = loaded.spec
         self.runtime = runtime
         self.role = role
+        self.lookup = lookup
+        self._metrics = metrics
+        policy = self.spec.serving.cache
+        # Off unless the model's policy turns it on (serving: {cache: {...}}).
+        self.cache = PredictionCache(self.spec.ref, policy, metrics) if policy else None
         self.recorder = WindowRecorder(self.spec, role, replica, started_at)
         self.assembler = FeatureAssembler(self.spec, lookup, runtime.input_dtype)
         self.batcher: DynamicBatcher[Payload] = DynamicBatcher(
@@ -224,15 +238,50 @@ class ServedVersion:
         self.role = self.recorder.role = role
 
     def _compute(self, inputs: torch.Tensor) -> torch.Tensor:
-        outputs = self.runtime.forward(inputs)
+        start = time.perf_counter()
+        outputs = self.runtime.forward(inputs)  # on the device and back: its device time
+        seconds = time.perf_counter() - start
+        self.recorder.record_compute(seconds, inputs.shape[0])
+        if self._metrics is not None:
+            self._metrics.computed(self.spec.ref, seconds, inputs.shape[0])
         self.recorder.record_batch(inputs, outputs)
         return outputs
 
-    def submit(self, payload: Payload, rows: int, deadline: float, budget_ms: float) -> Any:
-        return self.batcher.submit(payload, rows, deadline, budget_ms)
+    def answered_from_cache(self, rows: int) -> None:
+        """``rows`` were answered from this version's cache: they count as predictions."""
+        self.recorder.record_cached(rows)
+        if self._metrics is not None:
+            self._metrics.computed(self.spec.ref, 0.0, rows)
+
+    def entity_keys(self, entities: list[dict[str, Any]]) -> list[Any] | None:
+        """The cache keys of these entities under the features' current generation; None when
+        nothing may be cached now (no cache, or the generation is not known yet)."""
+        if self.cache is None or self.lookup is None or not self.spec.feature_service:
+            return None
+        generation = self.lookup.generation(self.spec.feature_service)
+        if generation is None:
+            return None
+        return [entity_key(generation, entity) for entity in entities]
+
+    def submit(
+        self, payload: Payload, rows: int, deadline: float, budget_ms: float, priority: int = NORMAL
+    ) -> Any:
+        return self.batcher.submit(payload, rows, deadline, budget_ms, priority)
 
     async def drain(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         await self.batcher.drain()
+
+    def swapped_out(self) -> None:
+        """It takes no more traffic (drained, or kept warm as a standby): drop its answers."""
+        if self.cache is not None:
+            self.cache.close()
+
+    def swapped_in(self) -> None:
+        """A standby takes traffic again (a rollback): its cache starts empty."""
+        if self.cache is not None:
+            self.cache.reopen()
 
 
 def _has_entities(payloads: list[Payload]) -> bool:

@@ -11,10 +11,12 @@ client), a `DesiredStateSource` (its database) and a `WindowSink` (where replica
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+from serving.config import ServingPolicy
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +46,8 @@ class ModelSpec:
     (``{"rows": n, "features": {name: {"histogram": {"edges": [...]}, ...}}}``), whose bin
     edges the window sketches reuse so drift can be computed against them;
     ``prediction_reference`` is the same for the model's first output
-    (``{"output": {"histogram": {"edges": [...]}}, ...}``).
+    (``{"output": {"histogram": {"edges": [...]}}, ...}``); ``serving`` is what the model's
+    policy says about serving it (its prediction cache, its clients' limits).
     """
 
     name: str
@@ -56,6 +59,7 @@ class ModelSpec:
     reference: Mapping[str, Any] | None = None
     allow_nan: bool = False
     prediction_reference: Mapping[str, Any] | None = None
+    serving: ServingPolicy = field(default_factory=ServingPolicy)
 
     @property
     def ref(self) -> str:
@@ -105,6 +109,13 @@ class FeatureLookup(Protocol):
     def warm(self, service: str) -> None:
         """Open what looking ``service`` up needs (clients, definitions) before a version that
         pins it reports ready; raises `serving.errors.FeaturesUnavailable`."""
+        ...
+
+    def generation(self, service: str) -> Hashable | None:
+        """The materialization generation of ``service``'s data as the lookup serves it now
+        (it changes when new data lands), or None when unknown. Must not block: the
+        prediction cache reads it per request, and never caches under None. Features looked
+        up after this returned are at least as new as what it names."""
         ...
 
 

@@ -9,12 +9,18 @@ it without the raw values; the prediction sketch reuses the prediction reference
     recorder = WindowRecorder(spec, role="champion", replica="host:42")
     recorder.record_batch(inputs, outputs)      # compute thread: keeps references, O(1)
     recorder.record(OK, 0.004)                  # event loop: one call per request, any outcome
+    recorder.record_compute(0.003, rows=32)     # compute thread: a batch's device-seconds
+    recorder.record_cached(rows=2)              # event loop: answers the cache gave
     window = recorder.cut(now)                  # a Window; the recorder starts a new one
 
 Every request a replica answers counts in exactly one outcome of the version that took it:
 ``ok``, ``error`` (5xx: the model or the server failed), ``rejected`` (503 overload or
 draining, 504 deadline: turned away without an answer) or ``client_error`` (4xx: the
 request was wrong). The latency histogram holds every request but client errors.
+
+Cost: ``compute_s`` sums the device-seconds of the batches the version ran in the window
+and ``answered`` counts the rows it answered (computed or from its cache), so
+``compute_s / answered`` is what a prediction costs in device time (`cost_per_1k`).
 
 The hot path only keeps the batch tensors; the sketches are computed when the window is cut
 (off the event loop), over at most ``max_rows`` rows: past that, one batch in two, then one
@@ -43,6 +49,7 @@ from serving.outcomes import (  # noqa: F401  (re-exported: the window's vocabul
     OK,
     OUTCOMES,
     REJECTED,
+    cost_per_1k,
     outcome_of,
 )
 
@@ -92,6 +99,9 @@ class Window:
     predictions: Sketch | None = None
     latency_edges_s: tuple[float, ...] = LATENCY_EDGES_S
     client_errors: int = 0  # 4xx: the request was wrong, not the version
+    compute_s: float = 0.0  # device-seconds of the batches it ran
+    answered: int = 0  # rows (predictions) answered: computed, or from its prediction cache
+    cached: int = 0  # of which from the cache
 
     @property
     def ok(self) -> int:
@@ -109,6 +119,9 @@ class Window:
             "errors": self.errors,
             "rejected": self.rejected,
             "client_errors": self.client_errors,
+            "compute_s": self.compute_s,
+            "answered": self.answered,
+            "cached": self.cached,
             "latency_sum_s": self.latency_sum_s,
             "latency_edges_s": list(self.latency_edges_s),
             "latency_counts": list(self.latency_counts),
@@ -203,6 +216,8 @@ class WindowRecorder:
         self._latency_sum = 0.0
         self._latency = [0] * (len(LATENCY_EDGES_S) + 1)
         self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._compute_s = 0.0
+        self._computed = self._cached = 0
         self._kept_rows = 0
         self._stride = 1  # keep one batch in `stride`
         self._seen = 0
@@ -216,6 +231,17 @@ class WindowRecorder:
             if timed:
                 self._latency_sum += latency_s
                 self._latency[index] += 1
+
+    def record_compute(self, seconds: float, rows: int) -> None:
+        """A batch of ``rows`` took ``seconds`` of the device."""
+        with self._lock:
+            self._compute_s += seconds
+            self._computed += rows
+
+    def record_cached(self, rows: int) -> None:
+        """``rows`` answered from the version's prediction cache (no device time)."""
+        with self._lock:
+            self._cached += rows
 
     def record_batch(self, inputs: torch.Tensor, outputs: torch.Tensor) -> None:
         """Sketch a computed batch: ``inputs`` (rows, features) and the model's outputs."""
@@ -239,6 +265,7 @@ class WindowRecorder:
             batches = self._batches
             counts, latency_sum = self._counts, self._latency_sum
             latency, started_at = tuple(self._latency), self._started_at
+            compute_s, computed, cached = self._compute_s, self._computed, self._cached
             self._reset(now)
         features = {name: _Column(edges) for name, edges in self._edges}
         predictions = _Column(self._prediction_edges)
@@ -261,6 +288,9 @@ class WindowRecorder:
             client_errors=counts[CLIENT_ERROR],
             latency_sum_s=latency_sum,
             latency_counts=latency,
+            compute_s=compute_s,
+            answered=computed + cached,
+            cached=cached,
             features={name: column.sketch() for name, column in features.items()},
             predictions=predictions.sketch(),
         )

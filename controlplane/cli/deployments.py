@@ -49,10 +49,11 @@ def show_deployment(model: dict[str, Any]) -> None:
                 "version": v["version"],
                 "state": v["state"],
                 "traffic": weight or ("rest" if role == "champion" else "copy"),
+                "cost_per_1k": _cost(v.get("cost") or {}),
                 "last_analysis": _analysis(analysis),
             }
         )
-    table(rows, ["role", "version", "state", "traffic", "last_analysis"])
+    table(rows, ["role", "version", "state", "traffic", "cost_per_1k", "last_analysis"])
     click.echo(f"  fallback: {model['fallback'] or 'none (a rollback would hold)'}")
     if model["hold_reason"]:
         click.echo(f"  holding: {model['hold_reason']}")
@@ -66,6 +67,16 @@ def show_deployment(model: dict[str, Any]) -> None:
             split += f", challenger {r['challenger']} at {r['canary_percent']}%"
         click.echo(f"  replica {r['replica']}: revision {r['revision']} ({state}): {split}")
     click.echo()
+
+
+def _cost(cost: dict[str, Any]) -> str:
+    """``0.0042 (1.5 ms/pred)``; only device time without MLCP_DEVICE_HOUR_PRICE."""
+    per_prediction = cost.get("device_ms_per_prediction")
+    if per_prediction is None:
+        return "-"
+    device = f"{per_prediction:.3g} device-ms/pred"
+    per_1k = cost.get("per_1k")
+    return device if per_1k is None else f"{per_1k:.4g} ({device})"
 
 
 def _analysis(analysis: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -15,6 +15,7 @@ from controlplane.cli import Env, local_only
 from controlplane.cli.output import progress
 
 if TYPE_CHECKING:
+    from serving.config import ClientPolicy
     from serving.spec import FeatureLookup, LookupRow
 
 
@@ -46,6 +47,10 @@ class LazyLookup:
 
     def lookup(self, service: str, entities: list[dict[str, Any]]) -> list[LookupRow]:
         return self._get().lookup(service, entities)
+
+    def generation(self, service: str) -> Hashable | None:
+        lookup = self._lookup  # never builds it: a request must not wait for Feast's import
+        return lookup.generation(service) if lookup is not None else None
 
 
 @click.command()
@@ -89,6 +94,65 @@ class LazyLookup:
     show_default=True,
     help="how often to tell the control plane what this replica serves",
 )
+@click.option(
+    "--client-rate",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="requests/s each client may send per model (0: no limit; a model's policy may set "
+    "its own); over it a client gets 429 with Retry-After",
+)
+@click.option(
+    "--client-burst",
+    type=click.FloatRange(0),
+    default=0.0,
+    help="requests a client may send at once (default: one second's worth)",
+)
+@click.option(
+    "--client-limit",
+    "client_limits",
+    multiple=True,
+    metavar="CLIENT=RATE[/BURST]",
+    help="a client's own limit (repeatable); CLIENT is its X-Client-ID, token:<sha256 "
+    "prefix> or ip:<address>",
+)
+@click.option(
+    "--client-class",
+    "client_classes",
+    multiple=True,
+    metavar="CLIENT=CLASS",
+    help="a client's priority class, critical, normal or batch (repeatable): its default, "
+    "and the most urgent its X-Priority may ask for",
+)
+@click.option(
+    "--batch-share",
+    type=click.FloatRange(0.01, 1.0),
+    default=0.5,
+    show_default=True,
+    help="the share of --max-queue batch-class requests may fill before they are shed (503)",
+)
+@click.option(
+    "--device-hour-price",
+    type=click.FloatRange(0),
+    default=None,
+    help="what an hour of this replica's device costs: /metrics then shows the cost of "
+    "1,000 predictions per version (default: MLCP_DEVICE_HOUR_PRICE)",
+)
+@click.option(
+    "--queue-budget-ms",
+    type=click.FloatRange(0.1),
+    default=50.0,
+    show_default=True,
+    help="the queue wait that counts as fully busy in mlcp_serving_busy (with device "
+    "utilisation: the gauge to autoscale on, target 0.7)",
+)
+@click.option(
+    "--shed-batch-at-busy",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="refuse batch-class requests (503) while mlcp_serving_busy is at least this (0: never)",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--access-log", is_flag=True, help="log every request (default: only failures)")
 @click.option(
@@ -120,6 +184,14 @@ def serve(
     log_level: str,
     access_log: bool,
     db_timeout_s: float,
+    client_rate: float,
+    client_burst: float,
+    client_limits: tuple[str, ...],
+    client_classes: tuple[str, ...],
+    batch_share: float,
+    device_hour_price: float | None,
+    queue_budget_ms: float,
+    shed_batch_at_busy: float,
 ) -> None:
     """Serve the champion (and canary, shadow) of every model, or of each --model.
 
@@ -144,8 +216,17 @@ def serve(
     from serving.metrics import ServingMetrics
 
     try:
+        clients = client_policy(client_rate, client_burst, client_limits, client_classes)
         config = ServerConfig(
-            batching=BatchingConfig(max_batch_size, max_delay_ms, max_queue),
+            batching=BatchingConfig(
+                max_batch_size, max_delay_ms, max_queue, class_shares=(1.0, 1.0, batch_share)
+            ),
+            clients=clients,
+            queue_budget_ms=queue_budget_ms,
+            shed_batch_at_busy=shed_batch_at_busy,
+            device_hour_price=(
+                env.settings.device_hour_price if device_hour_price is None else device_hour_price
+            ),
             runtime=RuntimeConfig(device=device, dtype=dtype),
             default_timeout_ms=timeout_ms,
             max_body_bytes=int(max_body_mb * (1 << 20)),
@@ -184,6 +265,33 @@ def serve(
     signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
+
+
+def client_policy(
+    rate: float, burst: float, limits: tuple[str, ...], classes: tuple[str, ...]
+) -> ClientPolicy:
+    """The replica's client settings from `mlcp serve`'s options; ValueError names the bad one."""
+    from serving.config import ClientPolicy, RateLimit
+
+    own = {}
+    for given in limits:
+        client, _, value = given.rpartition("=")
+        rate_s, _, burst_s = value.partition("/")
+        try:
+            own[client] = RateLimit(float(rate_s), float(burst_s or 0))
+        except ValueError:
+            raise ValueError(
+                f"--client-limit {given!r}: give CLIENT=RATE or CLIENT=RATE/BURST, e.g. ci=50/100"
+            ) from None
+        if not client:
+            raise ValueError(f"--client-limit {given!r} names no client")
+    named = {}
+    for given in classes:
+        client, _, name = given.rpartition("=")
+        if not client or not name:
+            raise ValueError(f"--client-class {given!r}: give CLIENT=CLASS, e.g. ci=batch")
+        named[client] = name.lower()
+    return ClientPolicy(rate=RateLimit(rate, burst) if rate > 0 else None, rates=own, classes=named)
 
 
 def _interrupt(signum: int, frame: object) -> None:

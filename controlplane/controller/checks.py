@@ -145,5 +145,29 @@ def _p99(name: str, traffic: Traffic, limit_s: float, threshold: str, alpha: flo
     )
 
 
+def cost_versus(traffic: Traffic, reference: Traffic, max_ratio: float | None) -> Check:
+    """Device time per prediction against ``max_ratio`` times the champion's over the same
+    windows (skipped without ``slo.max_canary_cost_ratio``). Device time is measured, not
+    sampled: the ratio is compared as it is, once both answered predictions."""
+    name = "cost_vs_champion"
+    if max_ratio is None:
+        return _skip(name, "no slo.max_canary_cost_ratio")
+    mine, theirs = traffic.device_s_per_prediction(), reference.device_s_per_prediction()
+    threshold = f"<= {max_ratio:g}x champion's device time per prediction"
+    if mine is None or not theirs:
+        return Check(name, "inconclusive", None, threshold, {"note": "no predictions to cost"})
+    ratio = mine / theirs
+    return Check(
+        name,
+        "fail" if ratio > max_ratio else "pass",
+        round(ratio, 4),
+        threshold,
+        {
+            "device_ms_per_prediction": round(mine * 1000, 6),
+            "champion_device_ms_per_prediction": round(theirs * 1000, 6),
+        },
+    )
+
+
 def _p(value: float) -> float:
     return float(f"{value:.3g}")

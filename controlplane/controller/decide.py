@@ -40,6 +40,7 @@ from typing import Any, Literal
 from controlplane.controller.checks import (
     Check,
     Verdict,
+    cost_versus,
     error_rate_slo,
     error_rate_versus,
     p99_slo,
@@ -183,6 +184,8 @@ def analyse(
             error_rate_versus(traffic, reference, against, slo.alpha),
             p99_versus(traffic, reference, against, ratio, slo.min_p99_increase_ms, slo.alpha),
         ]
+        if against == "champion" and slo.max_canary_cost_ratio is not None:
+            checks.append(cost_versus(traffic, reference, slo.max_canary_cost_ratio))
     drift = None
     if policy.drift.enabled and drift_reference is not None and drift_reference.detectors:
         sketches = traffic.sketches

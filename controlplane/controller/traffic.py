@@ -28,6 +28,8 @@ class Traffic:
     errors: int = 0
     rejected: int = 0
     client_errors: int = 0
+    compute_s: float = 0.0  # device-seconds of its batches
+    answered: int = 0  # predictions answered (computed or cached)
     latency_edges_s: tuple[float, ...] = LATENCY_EDGES_S
     latency_counts: tuple[int, ...] = field(default=(0,) * (len(LATENCY_EDGES_S) + 1))
     windows: tuple[int, ...] = ()  # the window ids merged
@@ -47,6 +49,10 @@ class Traffic:
     @property
     def timed(self) -> int:
         return sum(self.latency_counts)
+
+    def device_s_per_prediction(self) -> float | None:
+        """What one prediction cost in device time (None: none answered)."""
+        return self.compute_s / self.answered if self.answered else None
 
     def error_rate(self) -> float | None:
         return self.failed / self.served if self.served else None
@@ -93,6 +99,8 @@ class Traffic:
             errors=self.errors + other.errors,
             rejected=self.rejected + other.rejected,
             client_errors=self.client_errors + other.client_errors,
+            compute_s=self.compute_s + other.compute_s,
+            answered=self.answered + other.answered,
             latency_edges_s=edges,
             latency_counts=latency,
             windows=self.windows + other.windows,
@@ -122,6 +130,8 @@ class Traffic:
             errors=int(raw.get("errors", 0)),
             rejected=int(raw.get("rejected", 0)),
             client_errors=int(raw.get("client_errors", 0)),
+            compute_s=float(raw.get("compute_s", 0.0)),
+            answered=int(raw.get("answered", 0)),
             latency_edges_s=edges,
             latency_counts=counts,
             windows=tuple(int(w) for w in raw.get("windows", ())),
@@ -138,6 +148,8 @@ class Traffic:
             "errors": self.errors,
             "rejected": self.rejected,
             "client_errors": self.client_errors,
+            "compute_s": self.compute_s,
+            "answered": self.answered,
             "latency_edges_s": list(self.latency_edges_s),
             "latency_counts": list(self.latency_counts),
             "windows": list(self.windows),
@@ -157,6 +169,9 @@ class Traffic:
             "client_errors": self.client_errors,
             "error_rate": round(rate, 6) if rate is not None else None,
             "p99_ms": round(p99 * 1000, 3) if p99 is not None else None,
+            "device_ms_per_prediction": (
+                round(per * 1000, 6) if (per := self.device_s_per_prediction()) else None
+            ),
             "windows": list(self.windows),
             "replicas": list(self.replicas),
         }

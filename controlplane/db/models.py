@@ -272,6 +272,9 @@ class ServingWindowRow(Base):
     body: Mapped[dict[str, Any]] = mapped_column(Json)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     client_errors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Device-seconds its batches took, and the predictions it answered (cost per inference).
+    compute_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    answered: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The analysis that consumed the window (NULL: not analysed yet). Marking rather than a
     # cursor on ids: a window committed late with a smaller id is still analysed.
     analysis_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from controlplane.artifacts import load_verified
 from registry.errors import ArtifactTampered, RegistryError, UnsafeModel, first_line
+from serving.config import PRIORITIES, CachePolicy, RateLimit, ServingPolicy
 from serving.errors import ModelLoadFailed
 from serving.spec import LoadedModel, ModelSpec, TensorSpec
 
@@ -67,7 +68,14 @@ class RegistryModelLoader:
             raise ModelLoadFailed(
                 ref, f"it is not registered; run `mlcp models list --name {name}` for its versions"
             )
-        spec = model_spec(found)
+        try:
+            serving = serving_policy(self.cp, name)
+        except OperationalError as exc:
+            why = str(exc.orig or exc).strip().splitlines()[0]
+            raise ModelLoadFailed(
+                ref, f"the control-plane database failed ({why}); check MLCP_DATABASE_URL"
+            ) from exc
+        spec = model_spec(found, serving)
         try:
             module = load_verified(
                 self.cp.registry.backend, self.cp.sessions, found, actor=self.actor
@@ -87,8 +95,27 @@ class RegistryModelLoader:
         return LoadedModel(spec=spec, module=module)
 
 
-def model_spec(version: ModelVersion) -> ModelSpec:
-    """A version's serving contract, from its lineage alone (no MLflow call)."""
+def serving_policy(cp: ControlPlane, name: str) -> ServingPolicy:
+    """What the model's current policy says about serving it (defaults without a policy)."""
+    from controlplane.errors import NoPolicy
+
+    try:
+        rules = cp.policies.current(name).policy.serving
+    except NoPolicy:
+        return ServingPolicy()
+    if rules is None:
+        return ServingPolicy()
+    cache, limits = rules.cache, rules.limits
+    return ServingPolicy(
+        cache=CachePolicy(ttl_s=cache.ttl_s, max_entries=cache.max_entries) if cache else None,
+        rate=RateLimit(limits.rate_per_s, limits.burst) if limits else None,
+        priority=PRIORITIES.index(rules.priority),
+    )
+
+
+def model_spec(version: ModelVersion, serving: ServingPolicy | None = None) -> ModelSpec:
+    """A version's serving contract, from its lineage alone (no MLflow call), with what its
+    model's policy says about serving it."""
     ref = version.ref
     inputs = tensor_specs(ref, version.signature, "inputs")
     outputs = tensor_specs(ref, version.signature, "outputs")
@@ -102,6 +129,7 @@ def model_spec(version: ModelVersion) -> ModelSpec:
         feature_names=_feature_names(ref, reference, inputs),
         reference=reference,
         prediction_reference=version.prediction_reference,
+        serving=serving or ServingPolicy(),
     )
 
 

@@ -82,6 +82,10 @@ class FeatureClientLookup:
         except FeatureStoreError as exc:
             raise FeaturesUnavailable(f"feature service {service} can't be read: {exc}") from exc
 
+    def generation(self, service: str) -> tuple[int, ...] | None:
+        """The generations of ``service``'s views as the cached client serves them."""
+        return self.client.generation(service)
+
     def _keys_of(self, service: str) -> tuple[str, ...]:
         if self._join_keys is None:
             return ()

@@ -7,6 +7,7 @@ and the replicas column of ``mlcp deployments``.
     sink.heartbeat(status)                              # upserts the replica's row
     serving_windows(cp.sessions, "churn", version=3)    # newest first, as dicts (since=...)
     replicas(cp.sessions)                               # every replica's last heartbeat
+    serving_costs(cp.sessions, "churn", since)          # {version: (device-s, predictions)}
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.audit import as_utc, utcnow
@@ -93,6 +94,25 @@ def serving_windows(
     ]
 
 
+def serving_costs(
+    sessions: sessionmaker[Session], name: str, since: datetime
+) -> dict[int, tuple[float, int]]:
+    """Per version of ``name``: device-seconds and predictions answered in the windows that
+    ended after ``since`` (every replica's)."""
+    query = (
+        select(
+            ServingWindowRow.version,
+            func.sum(ServingWindowRow.compute_s),
+            func.sum(ServingWindowRow.answered),
+        )
+        .where(ServingWindowRow.model_name == name, ServingWindowRow.ended_at > since)
+        .group_by(ServingWindowRow.version)
+    )
+    with sessions() as session:
+        rows = session.execute(query).all()
+    return {int(v): (float(s or 0.0), int(n or 0)) for v, s, n in rows}
+
+
 def _row(window: Window, received_at: datetime) -> ServingWindowRow:
     return ServingWindowRow(
         replica=window.replica,
@@ -106,6 +126,8 @@ def _row(window: Window, received_at: datetime) -> ServingWindowRow:
         rejected=window.rejected,
         client_errors=window.client_errors,
         latency_sum_s=window.latency_sum_s,
+        compute_s=window.compute_s,
+        answered=window.answered,
         body=window.to_dict(),
         received_at=as_utc(received_at),
     )

@@ -140,3 +140,18 @@ def test_a_policy_without_gates_needs_acknowledgement(cp: ControlPlane, model_na
         cp.policies.set(
             model_name, Policy.from_yaml("gates: {none: true, drift_reference: true}"), "a"
         )
+
+
+def test_serving_section_is_optional_and_checked() -> None:
+    plain = Policy.from_yaml("slo: {p99_ms: 100}")
+    assert "serving" not in plain.body()  # stored policies keep their sha256
+    policy = Policy.from_yaml(
+        "serving: {cache: {ttl_s: 30}, limits: {rate_per_s: 5}, priority: batch}"
+    )
+    assert policy.serving is not None
+    assert policy.serving.cache is not None
+    assert (policy.serving.cache.ttl_s, policy.serving.cache.max_entries) == (30, 10_000)
+    with pytest.raises(InvalidPolicy, match=r"serving\.priority"):
+        Policy.from_yaml("serving: {priority: urgent}")
+    with pytest.raises(InvalidPolicy, match=r"serving\.cache\.ttl_s"):
+        Policy.from_yaml("serving: {cache: {ttl_s: 0}}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from controlplane import audit
 from controlplane.api.app import create_app
 from controlplane.cli import main
 from controlplane.context import ControlPlane
+from controlplane.serving import DbWindowSink
 from controlplane.settings import Settings
+from serving.windows import LATENCY_EDGES_S, Window
 from tests.controlplane.test_promotion import W, World
 
 POLICY = "gates: {drift_reference: true}\ncanary: {steps: [10, 40]}\n"
@@ -136,7 +139,9 @@ def test_promote_to_canary_starts_at_the_first_step_and_to_elsewhere_is_refused(
 
 
 @pytest.mark.usefixtures("cli_env")
-def test_deployments_say_what_is_live(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_deployments_say_what_is_live(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, _ = run(capsys, "deployments")
     assert (code, out.strip()) == (0, "nothing is deployed yet; promote a version with "
                                       "`mlcp promote NAME@VERSION`")  # fmt: skip
@@ -151,6 +156,22 @@ def test_deployments_say_what_is_live(world: World, capsys: pytest.CaptureFixtur
     code, _, err = run(capsys, "deployments", "no_such_model")
     assert code == 2
     assert "not registered" in err
+    # Cost: the windows' device time over the predictions answered, at the configured price.
+    now = datetime.now(UTC)
+    window = Window(
+        replica="r:1", model=world.name, version=v1, role="champion",
+        started_at=now - timedelta(seconds=60), ended_at=now, requests=1000, errors=0,
+        rejected=0, latency_sum_s=1.0, latency_counts=(0,) * (len(LATENCY_EDGES_S) + 1),
+        compute_s=0.5, answered=2000, cached=400,
+    )  # fmt: skip
+    DbWindowSink(world.cp.sessions).report([window])
+    monkeypatch.setenv("MLCP_DEVICE_HOUR_PRICE", "3.6")
+    code, out, _ = run(capsys, "deployments", world.name, "--json")
+    cost = json.loads(out)[0]["champion"]["cost"]
+    assert (cost["predictions"], cost["device_ms_per_prediction"]) == (2000, 0.25)
+    assert cost["per_1k"] == pytest.approx(0.00025)
+    code, out, _ = run(capsys, "deployments", world.name)
+    assert "0.00025 (0.25 device-ms/pred)" in out
 
 
 def test_the_api_rolls_back_pauses_and_shows_deployments(world: World) -> None:

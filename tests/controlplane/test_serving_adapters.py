@@ -36,10 +36,12 @@ from controlplane.settings import Settings
 from features import reference_statistics
 from registry import RegistrationRequest, RegistryError
 from registry.mlflow_backend import logged_model_id
+from serving.config import BATCH, CachePolicy, RateLimit, ServingPolicy
 from serving.errors import FeaturesUnavailable, InvalidInput, ModelLoadFailed
 from serving.spec import Deployment, TensorSpec
 from serving.windows import LATENCY_EDGES_S, Sketch, Window
 from tests.conftest import make_net
+from tests.waiting import wait_until
 
 COLUMNS = ["a", "b", "c", "d"]
 
@@ -105,6 +107,25 @@ def test_loader_builds_the_spec_and_the_module_answers_like_the_original(
     x = torch.from_numpy(np.random.default_rng(9).random((5, 4), dtype=np.float32))
     with torch.inference_mode():
         assert torch.allclose(loaded.module(x), make_net(3)(x), atol=1e-6)
+
+
+def test_loader_hands_over_what_the_policy_says_about_serving(
+    cp: ControlPlane, model_name: str
+) -> None:
+    version = register(cp, model_name, seed=3, input_names=tuple(COLUMNS))
+    loader = RegistryModelLoader(cp)
+    assert loader.load(model_name, version).spec.serving == ServingPolicy()  # no policy
+    policy = """
+gates: {none: true}
+serving:
+  cache: {ttl_s: 30, max_entries: 500}
+  limits: {rate_per_s: 20, burst: 40}
+  priority: batch
+"""
+    cp.policies.set(model_name, Policy.from_yaml(policy), "admin")
+    assert loader.load(model_name, version).spec.serving == ServingPolicy(
+        cache=CachePolicy(ttl_s=30, max_entries=500), rate=RateLimit(20, 40), priority=BATCH
+    )
 
 
 def test_loader_refuses_an_unknown_version_saying_where_to_look(
@@ -428,8 +449,21 @@ def features_cp(cp: ControlPlane, tmp_path: Path) -> ControlPlane:
 
 
 def test_lookup_reads_features_and_none_for_unknown_entities(features_cp: ControlPlane) -> None:
-    rows = feature_lookup(features_cp).lookup("user_features@1", [{"user_id": 1}, {"user_id": 9}])
+    lookup = feature_lookup(features_cp)
+    assert lookup.generation("user_features@1") is None  # never looked up: unknown
+    rows = lookup.lookup("user_features@1", [{"user_id": 1}, {"user_id": 9}])
     assert rows == [{"spend": pytest.approx(20.0), "visits": 2}, None]
+    # The generation (what the prediction cache keys on) moves when a materialization lands.
+    first = wait_until(lambda: lookup.generation("user_features@1"), what="first generation")
+    features_cp.features.materialize(
+        "user_stats@1", DAY - timedelta(days=1), DAY + timedelta(days=1), "t"
+    )
+
+    def moved() -> bool:
+        lookup.lookup("user_features@1", [{"user_id": 1}])  # generations are checked on reads
+        return lookup.generation("user_features@1") not in (None, first)
+
+    wait_until(moved, what="the generation after a materialization")
 
 
 @pytest.mark.parametrize("with_join_keys", [True, False])

@@ -14,11 +14,13 @@ from fastapi.testclient import TestClient
 
 from controlplane.api.app import create_app
 from controlplane.cli import main
+from controlplane.cli.serve import client_policy
 from controlplane.context import ControlPlane
 from controlplane.policy import Policy
 from controlplane.serving import DbWindowSink
 from features import reference_statistics
 from registry import RegistrationRequest
+from serving.config import RateLimit
 from serving.windows import LATENCY_EDGES_S, Window
 from tests.conftest import make_net
 
@@ -144,3 +146,15 @@ def test_shadow_through_the_api(client: TestClient, cp: ControlPlane, served: st
 
     windows = client.get(f"/v1/models/{served}/windows?version=1", headers=viewer)
     assert (windows.status_code, windows.json()) == (200, [])
+
+
+def test_serve_options_become_the_client_policy() -> None:
+    policy = client_policy(10, 0, ("ci=2/4", "ip:10.0.0.1=1"), ("ci=Batch",))
+    assert policy.rate == RateLimit(10, 0)
+    assert policy.rates == {"ci": RateLimit(2, 4), "ip:10.0.0.1": RateLimit(1, 0)}
+    assert policy.classes == {"ci": "batch"}
+    assert client_policy(0, 0, (), ()).rate is None
+    with pytest.raises(ValueError, match="--client-limit"):
+        client_policy(0, 0, ("ci=fast",), ())
+    with pytest.raises(ValueError, match="critical"):
+        client_policy(0, 0, (), ("ci=urgent",))

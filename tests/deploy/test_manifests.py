@@ -17,6 +17,7 @@ import kubernetes_validate
 import pytest
 
 from controlplane.settings import ENV_PREFIX, Settings, load_settings
+from serving.busy import TARGET as BUSY_TARGET
 from tests.deploy.manifests import (
     DEPLOY,
     MLCP_IMAGE,
@@ -222,13 +223,15 @@ def test_serving_drains_within_its_grace_period() -> None:
     assert serve.pod["terminationGracePeriodSeconds"] >= needed
 
 
-def test_serving_scales_on_cpu_between_two_and_more_replicas() -> None:
+def test_serving_scales_on_its_busy_gauge_and_cpu_between_two_and_more_replicas() -> None:
     hpa = find("HorizontalPodAutoscaler", "mlcp-serving")
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", "mlcp-serving")
     assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
-    (metric,) = hpa["spec"]["metrics"]
-    assert metric["resource"]["name"] == "cpu"
+    busy, cpu = hpa["spec"]["metrics"]
+    assert busy["pods"]["metric"]["name"] == "mlcp_serving_busy"  # what /metrics exports
+    assert busy["pods"]["target"]["averageValue"] == f"{round(BUSY_TARGET * 1000)}m"
+    assert cpu["resource"]["name"] == "cpu"
     serve = running("serve")
     assert serve.spec["resources"]["requests"]["cpu"]  # utilization is relative to it
 

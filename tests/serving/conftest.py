@@ -125,6 +125,15 @@ class DictLookup:
         self.rows, self.down, self.calls = dict(rows), False, 0
         self.uncached: set[int] = set()
         self.stale: dict[int, float] = {}
+        self.materialized = 0  # the generation: bumped after new rows land
+
+    def materialize(self, rows: Mapping[int, Mapping[str, Any]]) -> None:
+        """New data lands, then the generation moves (as a real materialization does)."""
+        self.rows = dict(rows)
+        self.materialized += 1
+
+    def generation(self, service: str) -> int:
+        return self.materialized
 
     def lookup(self, service: str, entities: list[dict[str, Any]]) -> list[LookupRow]:
         self.calls += 1

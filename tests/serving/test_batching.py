@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
 import torch
 
-from serving.batching import DynamicBatcher, Pending, PreparedBatch, collect_batch
-from serving.config import BatchingConfig
-from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, Overloaded
+from serving.batching import (
+    Admission,
+    DynamicBatcher,
+    Pending,
+    PreparedBatch,
+    admit,
+    collect_batch,
+    overtakes,
+)
+from serving.config import BATCH, CRITICAL, NORMAL, BatchingConfig
+from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, Overloaded, Shed
 
 CONFIG = BatchingConfig(max_batch_size=4, max_delay_ms=10.0, max_queue=8)
 
@@ -284,3 +293,108 @@ def test_idle_model_takes_the_batch_at_once() -> None:
 def test_idle_close_can_be_turned_off() -> None:
     waits = BatchingConfig(max_batch_size=4, max_delay_ms=10.0, close_when_idle=False)
     assert collect_batch([pending(0.0)], waits, now=0.0, idle=True).batch == ()
+
+
+# -- priority classes ----------------------------------------------------------------------
+
+FAR = time.monotonic() + 3600  # a deadline no test reaches
+CLASSES = BatchingConfig(max_batch_size=4, max_queue=10, class_shares=(1.0, 0.8, 0.5))
+
+
+def test_each_class_queues_up_to_its_share_of_the_queue() -> None:
+    assert admit([0, 0, 4], BATCH, CLASSES) == Admission(True)
+    assert admit([0, 2, 3], BATCH, CLASSES) == Admission(False)  # 5 queued: batch's share
+    assert admit([0, 7, 0], NORMAL, CLASSES) == Admission(True)
+    assert admit([2, 6, 0], NORMAL, CLASSES) == Admission(False)
+
+
+def test_a_full_queue_sheds_the_newest_of_the_least_urgent_class_for_a_higher_one() -> None:
+    assert admit([2, 3, 5], CRITICAL, CLASSES) == Admission(True, shed=BATCH)
+    assert admit([2, 8, 0], CRITICAL, CLASSES) == Admission(True, shed=NORMAL)
+    assert admit([3, 2, 3], NORMAL, CLASSES) == Admission(True, shed=BATCH)
+    assert admit([10, 0, 0], CRITICAL, CLASSES) == Admission(False)
+
+
+def test_a_more_urgent_queue_overtakes_a_prepared_batch_of_lower_classes() -> None:
+    staged = [Pending("b", 1, 0.0, 1.0, priority=BATCH), Pending("n", 1, 0.0, 1.0)]
+    assert overtakes(CRITICAL, staged)
+    assert not overtakes(NORMAL, staged)  # a normal request is in it already
+    assert not overtakes(None, staged)
+
+
+async def until(condition: Any, timeout_s: float = 10.0) -> None:
+    """Let the batcher's loops run until ``condition()`` holds (poll, never a guessed sleep)."""
+    end = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting for the batcher"
+        await asyncio.sleep(0.001)
+
+
+def test_batches_fill_from_the_most_urgent_class_and_shed_lower_ones() -> None:
+    gate, entered = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def compute(x: Any) -> Any:
+        entered.set()
+        gate.wait(10)
+        return x
+
+    def prepare(payloads: list[str]) -> PreparedBatch:
+        order.extend(payloads)
+        return PreparedBatch(torch.zeros(len(payloads), 1))
+
+    config = BatchingConfig(max_batch_size=2, max_delay_ms=0, max_queue=4)
+
+    async def run() -> list[Any]:
+        batcher: DynamicBatcher[str] = DynamicBatcher(
+            "m@1", prepare, compute, lambda out, rows: list(out.split(rows)), config
+        )
+        batcher.start()
+        first = batcher.submit("first", 1, FAR, 1e5, BATCH)  # runs now, holds the model
+        await until(entered.is_set)
+        futures = [batcher.submit(f"b{i}", 1, FAR, 1e5, BATCH) for i in range(2)]
+        await until(lambda: batcher.depth == 0)  # b0, b1 are prepared and staged
+        futures += [batcher.submit(f"n{i}", 1, FAR, 1e5, NORMAL) for i in range(2)]
+        futures += [batcher.submit(f"c{i}", 1, FAR, 1e5, CRITICAL) for i in range(2)]
+        gate.set()
+        return await asyncio.gather(first, *futures, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert not any(isinstance(r, BaseException) for r in results), results
+    # The critical pair overtook the staged batch pair, then normal went, batch last.
+    assert order == ["first", "b0", "b1", "c0", "c1", "n0", "n1"]
+    assert order.index("c0") < order.index("n0")
+
+
+def test_a_full_queue_answers_a_critical_request_by_shedding_a_batch_one() -> None:
+    gate = threading.Event()
+
+    def compute(x: Any) -> Any:
+        gate.wait(10)
+        return x
+
+    config = BatchingConfig(max_batch_size=1, max_delay_ms=0, max_queue=2)
+
+    async def run() -> tuple[Any, ...]:
+        batcher: DynamicBatcher[str] = DynamicBatcher(
+            "m@1",
+            lambda p: PreparedBatch(torch.zeros(len(p), 1)),
+            compute,
+            lambda out, rows: [out],
+            config,
+        )
+        batcher.start()
+        held = [batcher.submit(f"h{i}", 1, FAR, 1e5, NORMAL) for i in range(2)]
+        await until(lambda: batcher.depth == 0)  # one computes, one is staged
+        queued = [batcher.submit(f"q{i}", 1, FAR, 1e5, BATCH) for i in range(1)]
+        with pytest.raises(Overloaded, match="batch-class"):
+            batcher.submit("over", 1, FAR, 1e5, BATCH)  # batch's share (1 of 2) is used
+        critical = [batcher.submit(f"c{i}", 1, FAR, 1e5, CRITICAL) for i in range(2)]
+        gate.set()
+        out = await asyncio.gather(*held, *queued, *critical, return_exceptions=True)
+        return tuple(out), batcher.stats.shed
+
+    results, shed = asyncio.run(run())
+    assert isinstance(results[2], Shed)  # the queued batch request made room
+    assert shed == 1
+    assert not any(isinstance(r, BaseException) for r in results[3:])

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import torch
 
-from serving.windows import ERROR, LATENCY_EDGES_S, OK, REJECTED, WindowRecorder
+from serving.windows import ERROR, LATENCY_EDGES_S, OK, REJECTED, WindowRecorder, cost_per_1k
 from tests.serving.conftest import spec_for
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -59,3 +60,17 @@ def test_sample_stays_bounded_and_spread() -> None:
     assert sketch.minimum == 0.0
     assert sketch.maximum is not None
     assert sketch.maximum > 800
+
+
+def test_windows_carry_device_time_and_predictions_for_cost() -> None:
+    recorder = WindowRecorder(spec_for("m", 1), "champion", "host:1", T0)
+    recorder.record_compute(0.004, rows=8)
+    recorder.record_compute(0.002, rows=4)
+    recorder.record_cached(rows=4)
+    window = recorder.cut(T0 + timedelta(seconds=60))
+    assert (window.compute_s, window.answered, window.cached) == (0.006, 16, 4)
+    assert window.to_dict()["answered"] == 16
+    # 0.375 device-ms a prediction at 3.60 an hour: 1,000 cost 0.000375.
+    assert cost_per_1k(window.compute_s, window.answered, 3.6) == pytest.approx(0.000375)
+    assert cost_per_1k(0.0, 0, 3.6) is None
+    assert recorder.cut(T0 + timedelta(seconds=120)).compute_s == 0.0

@@ -258,3 +258,26 @@ def test_no_traffic_while_replicas_take_up_the_canary_is_not_held_against_it() -
     # A real failure while converging still counts.
     bad = decide(loading, {1: traffic(2000), 2: traffic(50, failed=50)}, POLICY, History(), NOW)
     assert next(d for d in bad if d.version == 2).action == "rollback"
+
+
+def test_a_canary_costing_more_than_the_policy_allows_is_rolled_back() -> None:
+    slo = POLICY.slo.model_copy(update={"max_canary_cost_ratio": 1.5})
+    costly = POLICY.model_copy(update={"slo": slo})
+    champion = replace(traffic(2000), compute_s=2.0, answered=2000)  # 1 device-ms each
+    cheap = replace(traffic(300), compute_s=0.39, answered=300)  # 1.3x
+    dear = replace(traffic(300), compute_s=0.6, answered=300)  # 2x
+    decisions = {
+        name: next(d for d in decide(CANARY, {1: champion, 2: t}, costly, History(), NOW)
+                   if d.version == 2)
+        for name, t in (("cheap", cheap), ("dear", dear))
+    }  # fmt: skip
+    assert decisions["cheap"].analysis is not None
+    assert decisions["cheap"].analysis.failures == ()
+    assert decisions["dear"].action == "rollback"
+    assert decisions["dear"].analysis is not None
+    [check] = decisions["dear"].analysis.failures
+    assert (check.name, check.observed) == ("cost_vs_champion", 2.0)
+    # Without the policy's bound, cost is not judged.
+    plain = canary_decision(History(), v1=champion, v2=dear)
+    assert plain.analysis is not None
+    assert "cost_vs_champion" not in {c.name for c in plain.analysis.checks}
