@@ -197,7 +197,9 @@ def test_serving_probes_hit_its_health_routes_on_its_port() -> None:
 def test_api_probes_hit_a_route_it_serves_without_a_token() -> None:
     from controlplane.api.app import create_app
 
-    routes = _get_routes(create_app(SimpleNamespace()))  # type: ignore[arg-type]
+    # The routing table only: no control plane behind it (the guard reads these two).
+    offline = SimpleNamespace(tokens=None, settings=SimpleNamespace(api_max_body_kb=4096))
+    routes = _get_routes(create_app(offline))  # type: ignore[arg-type]
     api = running("api")
     port = int(option(api.argv, "--port") or 0)
     for kind, probe in _probes(api).items():
