@@ -241,7 +241,12 @@ class MlflowBackend:
         with translate_errors(self.tracking_uri):
             location = self.client.get_logged_model(model_id).artifact_location
             return Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(dst))
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=location,
+                    dst_path=str(dst),
+                    tracking_uri=self.tracking_uri,
+                    registry_uri=self.registry_uri,
+                )
             )
 
     def verify_model(self, model_id: str, model: torch.nn.Module, example: np.ndarray) -> str:
