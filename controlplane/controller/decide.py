@@ -289,16 +289,31 @@ def _watch_champion(
         return decision(
             "hold", f"{confirmed}; no healthy version to roll back to, holding", code="no_fallback"
         )
+    capped = _over_rollback_cap(model, policy, history, now, confirmed, decision)
+    return capped or decision("rollback", confirmed, target=model.fallback)
+
+
+def _over_rollback_cap(
+    model: LiveModel,
+    policy: Policy,
+    history: History,
+    now: datetime,
+    confirmed: str,
+    decision: Any,
+    evidence: Mapping[str, Any] | None = None,
+) -> Decision | None:
+    """A hold when ``rollback.max_per_hour`` automatic rollbacks already happened, else None."""
     cap = policy.rollback.max_per_hour
     recent = history.rollbacks_since(now - timedelta(hours=1))
-    if recent >= cap:
-        return decision(
-            "hold",
-            f"{confirmed}; {recent} automatic rollbacks of {model.name} in the last hour "
-            f"(rollback.max_per_hour: {cap}), holding",
-            code="rollback_cap",
-        )
-    return decision("rollback", confirmed, target=model.fallback)
+    if recent < cap:
+        return None
+    return decision(
+        "hold",
+        f"{confirmed}; {recent} automatic rollbacks of {model.name} in the last hour "
+        f"(rollback.max_per_hour: {cap}), holding",
+        code="rollback_cap",
+        evidence=evidence,
+    )
 
 
 def _on_drift(
@@ -318,16 +333,9 @@ def _on_drift(
         return decision(
             "alert", f"{confirmed}; drift.action is alert", code="drift_alert", evidence=evidence
         )
-    cap = policy.rollback.max_per_hour
-    recent = history.rollbacks_since(now - timedelta(hours=1))
-    if recent >= cap:
-        return decision(
-            "hold",
-            f"{confirmed}; {recent} automatic rollbacks of {model.name} in the last hour "
-            f"(rollback.max_per_hour: {cap}), holding",
-            code="rollback_cap",
-            evidence=evidence,
-        )
+    capped = _over_rollback_cap(model, policy, history, now, confirmed, decision, evidence)
+    if capped is not None:
+        return capped
     if action == "rollback":
         if model.fallback is None:
             return decision(
