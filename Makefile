@@ -23,9 +23,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mlcp demo
 
+# Two pytest-xdist workers take whole modules, the slow ones first; then the tests marked
+# `alone` (timing under a load they make themselves) run by themselves. Exit code 5 is
+# "nothing selected", e.g. when PYTEST_ARGS names files without such a test.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not alone" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m alone $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -25,7 +25,7 @@ import pytest
 
 from tests.controlplane.api.servers import free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 _TAG = re.compile(

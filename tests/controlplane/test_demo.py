@@ -18,7 +18,7 @@ from controlplane import audit
 from controlplane.context import ControlPlane
 from controlplane.settings import Settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MLCP = str(Path(sys.executable).with_name("mlcp"))
 

@@ -22,7 +22,7 @@ from controlplane.serving import serving_windows
 from controlplane.settings import Settings
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MLCP = str(Path(sys.executable).with_name("mlcp"))
 LENIENT = "gates:\n  metrics:\n    - {metric: roc_auc, min: 0.5}\n"

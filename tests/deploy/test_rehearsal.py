@@ -44,7 +44,7 @@ from tests.deploy.manifests import (
 from tests.serving.conftest import free_port
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 STANDBY_METRICS = -9400  # key in Stack.ports for the second controller's metrics port

@@ -17,6 +17,8 @@ from controlplane.context import ControlPlane
 from registry import RegistrationRequest
 from tests.conftest import make_net
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 # Runs one registration and SIGKILLs itself right after the named step returned.
 CHILD = """

@@ -22,7 +22,7 @@ import torch
 
 from tests.controlplane.api.servers import MLCP, api_server, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Completed = subprocess.CompletedProcess[str]
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -40,7 +40,7 @@ from tests.controlplane.controller.cluster import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 NAME = "drifting"
 CUSTOMERS = 2000

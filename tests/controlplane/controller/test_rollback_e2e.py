@@ -31,7 +31,7 @@ from tests.controlplane.controller.cluster import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # model name -> the versions it registers (in order: v1, v2, ...) and its policy overrides
 SCENARIOS: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {

@@ -23,7 +23,7 @@ from controlplane.settings import Settings
 from tests.controlplane.report import browser
 from tests.controlplane.report.scenario import START, Clock, ClockedControlPlane, Story
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TIME_CHARTS = ("latency", "errors", "share", "drift")
 ROLLBACK_RED = (0xD6, 0x27, 0x28)
 
