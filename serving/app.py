@@ -41,6 +41,7 @@ from serving.cached import (
     keep_output,
 )
 from serving.config import BATCH, PRIORITIES, ServingPolicy
+from serving.door import Door
 from serving.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -137,6 +138,7 @@ def create_app(manager: ModelManager) -> FastAPI:
     """The FastAPI app over a `ModelManager`; starts and stops it with the server."""
     config = manager.config
     limits = ClientLimits(config.clients)
+    door = Door(config.max_batch_inflight, config.shed_batch_at_lag_ms / 1000)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -188,8 +190,10 @@ def create_app(manager: ModelManager) -> FastAPI:
         if wait_s > 0:
             limit = limits.limit_of(client, policy.rate)
             raise RateLimited(client, limit.rate_per_s if limit else 0.0, wait_s)
-        shed_at = config.shed_batch_at_busy
-        if priority == BATCH and shed_at and manager.metrics.busy_now() >= shed_at:
+        now = time.monotonic()
+        if priority != BATCH:
+            door.urgent(now)
+        elif door.refuse_batch(now, manager.metrics.busy_meter.loop_lag_s):
             raise Shed(name, 0, config.batching.retry_after_s, PRIORITIES[BATCH])
         return priority
 
@@ -209,7 +213,8 @@ def create_app(manager: ModelManager) -> FastAPI:
         tally = Tally()
         try:
             priority = admit_client(request, name)
-            response = await handler(start, budget(request), tally, priority)
+            with door.admitted(priority):
+                response = await handler(start, budget(request), tally, priority)
         except ServingError as exc:
             response = error_response(exc)
         except Exception:
@@ -488,6 +493,8 @@ def create_app(manager: ModelManager) -> FastAPI:
                 "replica": manager.replica,
                 "ready": manager.ready,
                 "busy": round(manager.metrics.busy_now(), 4),
+                "loop_lag_ms": round(manager.metrics.busy_meter.loop_lag_s * 1000, 3),
+                "refused_at_door": door.refused,
                 "deployments": {
                     name: {
                         "champion": d.champion,

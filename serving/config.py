@@ -197,10 +197,12 @@ class ServerConfig:
     # utilisation and queue delay over queue_budget_ms (the wait a request can afford).
     busy_window_s: float = 10.0
     queue_budget_ms: float = 50.0
-    # Batch-class requests are refused at the door (503 + Retry-After, before their body is
-    # read) while the replica is this busy: when HTTP rather than the model is the bottleneck,
-    # only not reading them leaves room for the others. 0: never.
-    shed_batch_at_busy: float = 1.0
+    # While a critical- or normal-class request arrived in the last second, batch-class ones
+    # are refused at the door (503 + Retry-After, before their body is read) when this many
+    # are already in flight, or when the event loop runs shed_batch_at_lag_ms late
+    # (serving.door): only not taking the flood in leaves room for the others. 0: off.
+    max_batch_inflight: int = 2
+    shed_batch_at_lag_ms: float = 10.0
 
     def __post_init__(self) -> None:
         _positive(
@@ -215,9 +217,13 @@ class ServerConfig:
             busy_window_s=self.busy_window_s,
             queue_budget_ms=self.queue_budget_ms,
         )
-        if not self.shed_batch_at_busy >= 0:
+        if self.max_batch_inflight < 0:
             raise ValueError(
-                f"ServerConfig.shed_batch_at_busy must be >= 0, got {self.shed_batch_at_busy}"
+                f"ServerConfig.max_batch_inflight must be >= 0, got {self.max_batch_inflight}"
+            )
+        if not self.shed_batch_at_lag_ms >= 0:
+            raise ValueError(
+                f"ServerConfig.shed_batch_at_lag_ms must be >= 0, got {self.shed_batch_at_lag_ms}"
             )
         if not self.keep_warm_s >= 0:
             raise ValueError(f"ServerConfig.keep_warm_s must be >= 0, got {self.keep_warm_s}")

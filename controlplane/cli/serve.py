@@ -147,11 +147,20 @@ class LazyLookup:
     "utilisation: the gauge to autoscale on, target 0.7)",
 )
 @click.option(
-    "--shed-batch-at-busy",
-    type=click.FloatRange(0),
-    default=1.0,
+    "--max-batch-inflight",
+    type=click.IntRange(0),
+    default=2,
     show_default=True,
-    help="refuse batch-class requests (503) while mlcp_serving_busy is at least this (0: never)",
+    help="while critical or normal requests are coming, refuse batch-class requests (503) "
+    "at the door past this many in flight (0: no cap)",
+)
+@click.option(
+    "--shed-batch-at-lag-ms",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="refuse batch-class requests (503) at the door while the event loop runs this late "
+    "and critical or normal requests are coming (0: never)",
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--access-log", is_flag=True, help="log every request (default: only failures)")
@@ -191,7 +200,8 @@ def serve(
     batch_share: float,
     device_hour_price: float | None,
     queue_budget_ms: float,
-    shed_batch_at_busy: float,
+    max_batch_inflight: int,
+    shed_batch_at_lag_ms: float,
 ) -> None:
     """Serve the champion (and canary, shadow) of every model, or of each --model.
 
@@ -223,7 +233,8 @@ def serve(
             ),
             clients=clients,
             queue_budget_ms=queue_budget_ms,
-            shed_batch_at_busy=shed_batch_at_busy,
+            max_batch_inflight=max_batch_inflight,
+            shed_batch_at_lag_ms=shed_batch_at_lag_ms,
             device_hour_price=(
                 env.settings.device_hour_price if device_hour_price is None else device_hour_price
             ),

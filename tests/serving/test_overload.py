@@ -97,6 +97,8 @@ def test_critical_requests_keep_their_deadline_while_batch_ones_are_shed() -> No
     assert batch_codes.count(503) >= 20
     assert retry_after == {"1"}
     assert state["rejected"] + state["shed"] > 0
+    # Once critical requests came, the flood was also kept out at the door (in-flight cap).
+    assert served["refused_at_door"] > 0
     # Saturated: the device never rests and requests queue; the gauge to scale on says so.
     assert served["busy"] >= 0.7
     assert "mlcp_serving_busy " in metrics
