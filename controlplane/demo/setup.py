@@ -281,9 +281,11 @@ def register(
     flavour: Flavour,
     progress: Callable[[str], None],
     run: str = "",
+    name: str = "churn",
 ) -> tuple[ModelVersion, np.ndarray]:
-    """Train ``flavour`` on the training set and register it with its lineage. ``run`` makes
-    the idempotency key unique per demo run (the same data and seed give the same weights)."""
+    """Train ``flavour`` on the training set and register it with its lineage (as a version
+    of ``name``). ``run`` makes the idempotency key unique per demo run (the same data and
+    seed give the same weights)."""
     from registry import RegistrationRequest
     from registry.code_version import detect_code_version
 
@@ -296,7 +298,7 @@ def register(
               "seed": str(SEED), "burn": str(flavour.burn)}  # fmt: skip
     version = cp.registry.register(
         RegistrationRequest(
-            name="churn",
+            name=name,
             model=net,
             input_example=example,
             params=params,
@@ -309,7 +311,7 @@ def register(
             label=LABEL,
             code_version=detect_code_version(),
             registered_by=cp.settings.actor,
-            idempotency_key=f"demo-{flavour.name}-{fp.sha256[:16]}{run}",
+            idempotency_key=f"demo-{name}-{flavour.name}-{fp.sha256[:16]}{run}",
             description=f"mlcp demo: {flavour.name} churn classifier ({flavour.story})",
         ),
         progress=progress,
