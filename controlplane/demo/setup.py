@@ -282,10 +282,11 @@ def register(
     progress: Callable[[str], None],
     run: str = "",
     name: str = "churn",
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> tuple[ModelVersion, np.ndarray]:
     """Train ``flavour`` on the training set and register it with its lineage (as a version
-    of ``name``). ``run`` makes the idempotency key unique per demo run (the same data and
-    seed give the same weights)."""
+    of ``name``, the trained net passed through ``wrap`` first). ``run`` makes the
+    idempotency key unique per demo run (the same data and seed give the same weights)."""
     from registry import RegistrationRequest
     from registry.code_version import detect_code_version
 
@@ -294,6 +295,8 @@ def register(
     net, metrics, example = train(training.frame, epochs=flavour.epochs, hidden=flavour.hidden)
     if flavour.burn:
         net = LatencyRegression(net, flavour.burn)
+    if wrap is not None:
+        net = wrap(net)
     params = {"epochs": str(flavour.epochs), "hidden": str(flavour.hidden), "lr": "0.02",
               "seed": str(SEED), "burn": str(flavour.burn)}  # fmt: skip
     version = cp.registry.register(
