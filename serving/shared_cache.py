@@ -27,10 +27,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 import torch
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from serving.breaker import Breaker
 from serving.config import SharedCacheConfig
@@ -103,6 +100,11 @@ class SharedCache:
         metrics: SharedCacheMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # Imported here: a replica without a shared cache never loads redis-py.
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
         self.config, self._metrics = config, metrics
         timeout_s = config.timeout_ms / 1000
         self.timeout_s = timeout_s
@@ -130,7 +132,7 @@ class SharedCache:
         try:
             async with asyncio.timeout(self.timeout_s):
                 raw = await self._redis.mget(keys)
-        except (aioredis.RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # whatever Redis does, the request goes on without it
             self._failed("get", exc)
             self._count(wanted, [], "error")
             return misses
@@ -158,7 +160,7 @@ class SharedCache:
                 for key, raw in entries:
                     pipe.set(key, raw, px=ttl_ms)
                 await pipe.execute()
-        except (aioredis.RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # whatever Redis does, the request goes on without it
             self._failed("set", exc)
 
     async def flush(self) -> None:
