@@ -374,3 +374,26 @@ def test_with_redis_gone_every_request_still_answers_from_the_local_tier_and_the
     assert 'mlcp_serving_shared_cache_errors_total{op="get"}' in metrics
     assert 'mlcp_serving_shared_cache_lookups_total{outcome="error",ref="churn@1"}' in metrics
     assert 'mlcp_serving_shared_cache_lookups_total{outcome="skipped",ref="churn@1"}' in metrics
+
+
+def test_a_replica_without_redis_keeps_shared_caches_local_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loader = StaticLoader()
+    for version in (1, 3):
+        spec = replace(spec_for("churn", version, service="churn_features@1"), serving=SHARED)
+        loader.add(spec, make_model(version))
+    source = StaticSource({"churn": Deployment("churn", champion=1, shadow=3)})
+    config = ServerConfig(batching=BatchingConfig(8, 1.0), poll_s=0.02)
+    manager = ModelManager(loader, source, config, lookup=DictLookup(rows_at(0)))
+    server = Server(manager)
+    with (
+        caplog.at_level("WARNING", logger="serving.manager"),
+        server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        answers = [predict(client, [1, 2]) for _ in range(2)]
+    said = [r for r in caplog.records if "has no Redis" in r.getMessage()]
+    assert len(said) == 1  # two shared versions loaded, one line
+    assert "--cache-redis-url" in said[0].getMessage()
+    assert [r.headers["x-prediction-cache"] for r in answers] == ["miss", "hit"]  # local tier
