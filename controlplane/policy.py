@@ -263,10 +263,13 @@ class Drift(_Strict):
 
 class CacheRule(_Strict):
     """A prediction cache per served version: answers kept ``ttl_s`` seconds, at most
-    ``max_entries`` per version and replica (least recently used dropped first)."""
+    ``max_entries`` per version and replica (least recently used dropped first). With
+    ``shared`` replicas also share answers through Redis (`mlcp serve --cache-redis-url`);
+    a replica without one keeps its cache local and says so once."""
 
     ttl_s: float = Field(default=60.0, gt=0, le=86_400)
     max_entries: int = Field(default=10_000, ge=1, le=10_000_000)
+    shared: bool | None = None  # None (not said): not shared; stored policies keep their sha256
 
 
 class ClientRate(_Strict):

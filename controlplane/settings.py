@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         "database (the control-plane database) or redis://host:port[/db] (RedisGenerations: "
         "spares the database every replica's polls)",
     )
+    cache_redis_url: str = Field(
+        default="",
+        description="`mlcp serve`: the Redis where replicas share prediction caches (models "
+        "whose policy says cache: {shared: true}), redis://host:port[/db]; unset: each "
+        "replica keeps its cache to itself",
+    )
     db_connect_timeout_s: float = Field(
         default=5.0, gt=0, le=120, description="fail fast on an unreachable database (seconds)"
     )
@@ -233,6 +239,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unsupported generations store {redact_url(value)!r}; use database (the "
                 "control-plane database) or redis://host:port"
+            )
+        return value
+
+    @field_validator("cache_redis_url")
+    @classmethod
+    def _check_cache_redis_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"unsupported prediction cache store {redact_url(value)!r}; use "
+                "redis://[:password@]host:port[/db]"
             )
         return value
 

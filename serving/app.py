@@ -36,9 +36,11 @@ from starlette.routing import Route
 from serving.cached import (
     CACHE_HEADER,
     EntityShare,
+    ask_shared,
     cache_state,
     cached_output,
     keep_output,
+    shared_output,
 )
 from serving.config import BATCH, PRIORITIES, ServingPolicy
 from serving.door import Door
@@ -306,18 +308,29 @@ def create_app(manager: ModelManager) -> FastAPI:
             body = parse_infer(
                 await body_of(request), request.headers.get("inference-header-content-length")
             )
-            shadow: ServedVersion | None = None
-            if version is not None:
-                served = manager.version(name, version)
-            else:
-                key = (body.parameters or {}).get("entity_key")
-                bucket = routing_key(str(key)) if key is not None else random_key()
-                served, shadow = manager.route(name, bucket)
+            entity = (body.parameters or {}).get("entity_key")
+            bucket = routing_key(str(entity)) if entity is not None else random_key()
+
+            def route() -> tuple[ServedVersion, ServedVersion | None]:
+                if version is not None:
+                    return manager.version(name, version), None
+                return manager.route(name, bucket)
+
+            served, shadow = route()
             tally.route(served)
             tensor = input_tensor(body, served.spec)
             deadline = start + budget_ms / 1000
             rows = tensor.shape[0]
             key, hit = cached_output(served, tensor)
+            if hit is None and served.shared is not None:
+                hit = await shared_output(served, key, rows)
+                if route() != (served, shadow):
+                    # Swapped while Redis answered: route afresh, local tier only (no await
+                    # from here to the submit).
+                    served, shadow = route()
+                    tally.rerouted(served)
+                    tensor = input_tensor(body, served.spec)
+                    key, hit = cached_output(served, tensor)
             future = (
                 None
                 if hit is not None
@@ -407,20 +420,21 @@ def create_app(manager: ModelManager) -> FastAPI:
         async def handle(start: float, budget_ms: float, tally: Tally, priority: int) -> Response:
             body = parse_body(PredictRequest, await body_of(request))
             deadline = start + budget_ms / 1000
-            # Each entity is routed by its own key, so one entity always meets one version.
-            groups: dict[str, tuple[ServedVersion, ServedVersion | None, list[int]]] = {}
-            for index, entity in enumerate(body.entities):
-                served, shadow = manager.route(name, entity_routing_key(entity))
-                groups.setdefault(served.ref, (served, shadow, []))[2].append(index)
+            groups = route_entities(manager, name, body.entities)
+            pairs = entity_shares(body.entities, groups)  # their caches answer what they can
+            if any(share.shared_keys for share in _flat(pairs)):
+                await ask_shared(_flat(pairs))  # the local tiers' misses, in one round trip
+                again = route_entities(manager, name, body.entities)
+                if _routes(again) != _routes(groups):
+                    # Swapped while Redis answered: route afresh, local tier only (no await
+                    # from here to the submits).
+                    groups, pairs = again, entity_shares(body.entities, again)
             waits, shares = [], []
-            for served, shadow, indexes in groups.values():
+            for (served, shadow, _), (share, mirrored) in zip(groups.values(), pairs, strict=True):
                 tally.route(served)
-                entities = [body.entities[i] for i in indexes]
-                share = EntityShare(served, entities)  # its cache answers what it can
                 shares.append(share)
                 waits.append(submit_share(share, deadline, budget_ms, priority))
-                if shadow is not None:
-                    mirrored = EntityShare(shadow, entities)
+                if shadow is not None and mirrored is not None:
                     rows = len(mirrored.missing)
                     mirror(shadow, mirrored.payload, rows, deadline, budget_ms, mirrored.values)
             answered = await asyncio.gather(*(_clocked(w) for w in waits))
@@ -549,12 +563,49 @@ class Tally:
         """Charge ``served`` with this request (its outcome: the response's status)."""
         self.charges.append((served, None, None))
 
+    def rerouted(self, served: ServedVersion) -> None:
+        """The request was routed again (a swap while it waited on the shared cache): charge
+        ``served`` instead."""
+        self.charges = [(served, None, None)]
+
     def settle(self, served: ServedVersion, status: int, seconds: float | None = None) -> None:
         """Give ``served``'s share of the request its own status (and latency, if its own)."""
         self.charges = [
             (s, status, seconds) if s is served else (s, own, own_s)
             for s, own, own_s in self.charges
         ]
+
+
+Groups = dict[str, tuple[ServedVersion, ServedVersion | None, list[int]]]
+
+
+def route_entities(manager: ModelManager, name: str, entities: list[dict[str, Any]]) -> Groups:
+    """The entities' indexes by the version each routes to (with that route's shadow). Each
+    entity is routed by its own key, so one entity always meets one version."""
+    groups: Groups = {}
+    for index, entity in enumerate(entities):
+        served, shadow = manager.route(name, entity_routing_key(entity))
+        groups.setdefault(served.ref, (served, shadow, []))[2].append(index)
+    return groups
+
+
+def entity_shares(
+    entities: list[dict[str, Any]], groups: Groups
+) -> list[tuple[EntityShare, EntityShare | None]]:
+    """Each group's share of the request (and its shadow's copy), looked up in local caches."""
+    out: list[tuple[EntityShare, EntityShare | None]] = []
+    for served, shadow, indexes in groups.values():
+        mine = [entities[i] for i in indexes]
+        out.append((EntityShare(served, mine), EntityShare(shadow, mine) if shadow else None))
+    return out
+
+
+def _flat(pairs: list[tuple[EntityShare, EntityShare | None]]) -> list[EntityShare]:
+    return [share for pair in pairs for share in pair if share is not None]
+
+
+def _routes(groups: Groups) -> list[tuple[ServedVersion, ServedVersion | None]]:
+    return [(served, shadow) for served, shadow, _ in groups.values()]
 
 
 async def _clocked(awaitable: Awaitable[Any]) -> tuple[Any, float]:

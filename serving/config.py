@@ -4,6 +4,7 @@ BatchingConfig(max_batch_size=32, max_delay_ms=2.0, max_queue=1024)
 RuntimeConfig(device="auto", dtype="float32")
 ServerConfig(default_timeout_ms=10_000, max_body_bytes=8 << 20)
 CachePolicy(ttl_s=60, max_entries=10_000)          # a model's prediction cache (its policy)
+SharedCacheConfig(url="redis://cache:6379/0")       # the replica's Redis for shared caches
 """
 
 from __future__ import annotations
@@ -85,14 +86,44 @@ class CachePolicy:
     """A model's prediction cache, from its policy (``serving: {cache: {ttl_s, max_entries}}``).
 
     Each served version keeps up to ``max_entries`` answers for ``ttl_s`` seconds, in the
-    replica's memory (replicas don't share their entries).
+    replica's memory. With ``shared`` the replicas also share their answers through the
+    replica's Redis (`SharedCacheConfig`), each kept there ``ttl_s`` seconds.
     """
 
     ttl_s: float = 60.0
     max_entries: int = 10_000
+    shared: bool = False
 
     def __post_init__(self) -> None:
         _positive("CachePolicy", ttl_s=self.ttl_s, max_entries=self.max_entries)
+
+
+@dataclass(frozen=True)
+class SharedCacheConfig:
+    """The Redis a replica shares prediction caches through (`mlcp serve --cache-redis-url`).
+
+    A Redis call that takes longer than ``timeout_ms`` fails; after a failure Redis is skipped
+    for ``cooldown_s`` (requests use the local tier and the model). At most
+    ``max_pending_writes`` writes are in flight; past that new answers are not shared.
+    """
+
+    url: str
+    timeout_ms: float = 50.0
+    cooldown_s: float = 5.0
+    prefix: str = "mlcp:pred:"
+    max_pending_writes: int = 256
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"SharedCacheConfig.url must be redis://host:port[/db], got {self.url!r}"
+            )
+        _positive(
+            "SharedCacheConfig",
+            timeout_ms=self.timeout_ms,
+            cooldown_s=self.cooldown_s,
+            max_pending_writes=self.max_pending_writes,
+        )
 
 
 @dataclass(frozen=True)
@@ -190,6 +221,9 @@ class ServerConfig:
     # A version that failed to load is retried after load_retry_s, doubling up to 60 s.
     load_retry_s: float = 1.0
     clients: ClientPolicy = field(default_factory=ClientPolicy)  # classes and rate limits
+    # Where versions whose policy says ``cache: {shared: true}`` share their answers; None:
+    # they keep a local cache only (and the replica says so once).
+    shared_cache: SharedCacheConfig | None = None
     # What an hour of the device costs (any currency): /metrics then shows the cost of 1,000
     # predictions per version. 0: cost is not shown (device-seconds still are).
     device_hour_price: float = 0.0

@@ -43,6 +43,7 @@ from serving.metrics import ServingMetrics
 from serving.routing import Route, choose
 from serving.runtime import ModelRuntime, configure_cpu_threads
 from serving.served import ServedVersion
+from serving.shared_cache import SharedCache
 from serving.spec import (
     Deployment,
     DesiredStateSource,
@@ -180,6 +181,9 @@ class ModelManager:
         self._follower: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        shared = config.shared_cache
+        self.shared_cache = SharedCache(shared, self.metrics) if shared is not None else None
+        self._said_unshared = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -215,6 +219,8 @@ class ModelManager:
         await self._report(served)
         if self._follower is not None:
             await asyncio.to_thread(self._follower.join, 10)
+        if self.shared_cache is not None:
+            await self.shared_cache.aclose()
         self._prepare_pool.shutdown(wait=False)
         self._report_pool.shutdown(wait=False)
 
@@ -339,6 +345,16 @@ class ModelManager:
                 log.warning("%s: its feature lookup is not ready: %s", loaded.spec.ref, exc)
         runtime = ModelRuntime(loaded, self.config.runtime)
         runtime.warm_up(self.config.runtime.warmup_batch_sizes or _powers(self.config))
+        cache = loaded.spec.serving.cache
+        if cache is not None and cache.shared and self.shared_cache is None:
+            if not self._said_unshared:
+                log.warning(
+                    "%s's policy shares its prediction cache, but this replica has no Redis "
+                    "for it: its answers stay in this replica's cache (set --cache-redis-url "
+                    "or MLCP_CACHE_REDIS_URL)",
+                    loaded.spec.ref,
+                )
+            self._said_unshared = True
         return ServedVersion(
             loaded,
             runtime,
@@ -349,6 +365,7 @@ class ModelManager:
             replica=self.replica,
             started_at=self.wall(),
             metrics=self.metrics,
+            shared=self.shared_cache,
         )
 
     def _follow(self) -> None:

@@ -14,7 +14,10 @@ freshness, per version) and
 ``mlcp_serving_windows_pending`` (report windows waiting for the database),
 ``mlcp_serving_windows_dropped_total`` (windows lost because that backlog was full), and the
 prediction cache's ``mlcp_serving_cache_lookups_total`` (per version, outcome hit or miss),
-``mlcp_serving_cache_evictions_total`` and ``mlcp_serving_cache_entries``; cost:
+``mlcp_serving_cache_evictions_total`` and ``mlcp_serving_cache_entries``; its shared tier's
+``mlcp_serving_shared_cache_lookups_total`` (per version, outcome hit, miss, error or
+skipped: one per local miss) and ``mlcp_serving_shared_cache_errors_total`` (op get or set);
+cost:
 ``mlcp_serving_device_seconds_total`` and ``mlcp_serving_predictions_total`` per version and,
 with a price per device-hour (`mlcp serve --device-hour-price`),
 ``mlcp_serving_cost_per_1k_predictions`` (since the version loaded); and
@@ -46,6 +49,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 OTHER = "_other"  # the label of every model or version that is not served here
 SHADOW_OUTCOMES = ("answered", "failed", "dropped", "cached")
 CACHE_OUTCOMES = ("hit", "miss")
+SHARED_CACHE_OUTCOMES = ("hit", "miss", "error", "skipped")
 
 
 class ServingMetrics:
@@ -147,6 +151,20 @@ class ServingMetrics:
             registry=r,
         )
 
+        self.shared_cache = Counter(
+            "mlcp_serving_shared_cache_lookups",
+            "Shared (Redis) prediction cache lookups per version, one per local miss, by "
+            "outcome: hit, miss, error (Redis failed) or skipped (Redis failed recently).",
+            ("ref", "outcome"),
+            registry=r,
+        )
+        self.shared_cache_errors = Counter(
+            "mlcp_serving_shared_cache_errors",
+            "Shared prediction cache calls to Redis that failed or timed out, by op (get, set).",
+            ("op",),
+            registry=r,
+        )
+
         self.device_seconds = Counter(
             "mlcp_serving_device_seconds",
             "Device time spent computing a version's batches.",
@@ -209,6 +227,8 @@ class ServingMetrics:
             _remove(self.shadow, ref, outcome)
         for outcome in CACHE_OUTCOMES:
             _remove(self.cache, ref, outcome)
+        for outcome in SHARED_CACHE_OUTCOMES:
+            _remove(self.shared_cache, ref, outcome)
         self._spent.pop(ref, None)
 
     def batch(self, ref: str, rows: int, queue_s: Sequence[float], compute_s: float) -> None:
@@ -242,6 +262,12 @@ class ServingMetrics:
             self.cache.labels(ref, "hit").inc(hits)
         if misses:
             self.cache.labels(ref, "miss").inc(misses)
+
+    def shared_cache_lookups(self, ref: str, outcome: str, count: int) -> None:
+        self.shared_cache.labels(ref, outcome).inc(count)
+
+    def shared_cache_error(self, op: str) -> None:
+        self.shared_cache_errors.labels(op).inc()
 
     def cache_stored(self, ref: str, entries: int, evicted: int) -> None:
         self.cache_entries.labels(ref).set(entries)

@@ -37,6 +37,7 @@ from serving.errors import (
     UnknownEntities,
 )
 from serving.runtime import ModelRuntime
+from serving.shared_cache import SharedCache
 from serving.spec import FeatureLookup, LoadedModel, LookupRow, ModelSpec, StaleFeatures
 from serving.windows import WindowRecorder
 
@@ -204,6 +205,7 @@ class ServedVersion:
         replica: str,
         started_at: datetime,
         metrics: VersionMetrics | None = None,
+        shared: SharedCache | None = None,
     ) -> None:
         self.spec: ModelSpec = loaded.spec
         self.runtime = runtime
@@ -213,6 +215,8 @@ class ServedVersion:
         policy = self.spec.serving.cache
         # Off unless the model's policy turns it on (serving: {cache: {...}}).
         self.cache = PredictionCache(self.spec.ref, policy, metrics) if policy else None
+        # The replica's Redis, for a version whose policy shares its cache (shared: true).
+        self.shared = shared if policy is not None and policy.shared else None
         self.recorder = WindowRecorder(self.spec, role, replica, started_at)
         self.assembler = FeatureAssembler(self.spec, lookup, runtime.input_dtype)
         self.batcher: DynamicBatcher[Payload] = DynamicBatcher(
@@ -252,6 +256,13 @@ class ServedVersion:
         self.recorder.record_cached(rows)
         if self._metrics is not None:
             self._metrics.computed(self.spec.ref, 0.0, rows)
+
+    def share(self, items: list[tuple[Any, Any]]) -> None:
+        """Answers this version computed: into the shared tier too, if it has one (and still
+        takes traffic: an answer finishing after a swap is not shared)."""
+        cache = self.cache
+        if self.shared is not None and cache is not None and not cache.closed:
+            self.shared.put_many(self.spec.ref, cache.policy.ttl_s, items)
 
     def entity_keys(self, entities: list[dict[str, Any]]) -> list[Any] | None:
         """The cache keys of these entities under the features' current generation; None when

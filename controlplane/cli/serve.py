@@ -15,7 +15,7 @@ from controlplane.cli import Env, local_only
 from controlplane.cli.output import progress
 
 if TYPE_CHECKING:
-    from serving.config import ClientPolicy
+    from serving.config import ClientPolicy, SharedCacheConfig
     from serving.spec import FeatureLookup, LookupRow
 
 
@@ -162,6 +162,21 @@ class LazyLookup:
     help="refuse batch-class requests (503) at the door while the event loop runs this late "
     "and critical or normal requests are coming (0: never)",
 )
+@click.option(
+    "--cache-redis-url",
+    default=None,
+    metavar="URL",
+    help="the Redis where replicas share prediction caches, for models whose policy says "
+    "cache: {shared: true} (default: MLCP_CACHE_REDIS_URL; unset: caches stay local)",
+)
+@click.option(
+    "--cache-redis-timeout-ms",
+    type=click.FloatRange(1, 10_000),
+    default=50.0,
+    show_default=True,
+    help="a shared-cache call slower than this counts as failed; Redis is then skipped for "
+    "5 s (requests go to the local cache and the model)",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--access-log", is_flag=True, help="log every request (default: only failures)")
 @click.option(
@@ -202,6 +217,8 @@ def serve(
     queue_budget_ms: float,
     max_batch_inflight: int,
     shed_batch_at_lag_ms: float,
+    cache_redis_url: str | None,
+    cache_redis_timeout_ms: float,
 ) -> None:
     """Serve the champion (and canary, shadow) of every model, or of each --model.
 
@@ -227,6 +244,7 @@ def serve(
 
     try:
         clients = client_policy(client_rate, client_burst, client_limits, client_classes)
+        shared = shared_cache(cache_redis_url, env.settings.cache_redis_url, cache_redis_timeout_ms)
         config = ServerConfig(
             batching=BatchingConfig(
                 max_batch_size, max_delay_ms, max_queue, class_shares=(1.0, 1.0, batch_share)
@@ -248,6 +266,7 @@ def serve(
             access_log=access_log,
             keep_warm_s=keep_warm_s,
             heartbeat_s=heartbeat_s,
+            shared_cache=shared,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -303,6 +322,22 @@ def client_policy(
             raise ValueError(f"--client-class {given!r}: give CLIENT=CLASS, e.g. ci=batch")
         named[client] = name.lower()
     return ClientPolicy(rate=RateLimit(rate, burst) if rate > 0 else None, rates=own, classes=named)
+
+
+def shared_cache(option: str | None, setting: str, timeout_ms: float) -> SharedCacheConfig | None:
+    """The replica's shared prediction cache: --cache-redis-url, else MLCP_CACHE_REDIS_URL;
+    None (caches stay local) when neither names one (``--cache-redis-url ''`` turns it off)."""
+    from serving.config import SharedCacheConfig
+
+    url = setting if option is None else option
+    if not url:
+        return None
+    try:
+        return SharedCacheConfig(url, timeout_ms)
+    except ValueError:
+        raise ValueError(
+            f"--cache-redis-url {url!r} is not a Redis URL; give redis://[:password@]host:port[/db]"
+        ) from None
 
 
 def _interrupt(signum: int, frame: object) -> None:

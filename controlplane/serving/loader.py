@@ -107,7 +107,7 @@ def serving_policy(cp: ControlPlane, name: str) -> ServingPolicy:
         return ServingPolicy()
     cache, limits = rules.cache, rules.limits
     return ServingPolicy(
-        cache=CachePolicy(ttl_s=cache.ttl_s, max_entries=cache.max_entries) if cache else None,
+        cache=CachePolicy(cache.ttl_s, cache.max_entries, bool(cache.shared)) if cache else None,
         rate=RateLimit(limits.rate_per_s, limits.burst) if limits else None,
         priority=PRIORITIES.index(rules.priority),
     )

@@ -151,6 +151,11 @@ def test_serving_section_is_optional_and_checked() -> None:
     assert policy.serving is not None
     assert policy.serving.cache is not None
     assert (policy.serving.cache.ttl_s, policy.serving.cache.max_entries) == (30, 10_000)
+    assert "shared" not in policy.body()["serving"]["cache"]  # unsaid: not shared, same sha256
+    shared = Policy.from_yaml("serving: {cache: {ttl_s: 30, shared: true}}")
+    assert shared.serving is not None
+    assert shared.serving.cache is not None
+    assert shared.serving.cache.shared is True
     with pytest.raises(InvalidPolicy, match=r"serving\.priority"):
         Policy.from_yaml("serving: {priority: urgent}")
     with pytest.raises(InvalidPolicy, match=r"serving\.cache\.ttl_s"):

@@ -118,13 +118,15 @@ def test_loader_hands_over_what_the_policy_says_about_serving(
     policy = """
 gates: {none: true}
 serving:
-  cache: {ttl_s: 30, max_entries: 500}
+  cache: {ttl_s: 30, max_entries: 500, shared: true}
   limits: {rate_per_s: 20, burst: 40}
   priority: batch
 """
     cp.policies.set(model_name, Policy.from_yaml(policy), "admin")
     assert loader.load(model_name, version).spec.serving == ServingPolicy(
-        cache=CachePolicy(ttl_s=30, max_entries=500), rate=RateLimit(20, 40), priority=BATCH
+        cache=CachePolicy(ttl_s=30, max_entries=500, shared=True),
+        rate=RateLimit(20, 40),
+        priority=BATCH,
     )
 
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from controlplane.api.app import create_app
 from controlplane.cli import main
-from controlplane.cli.serve import client_policy
+from controlplane.cli.serve import client_policy, shared_cache
 from controlplane.context import ControlPlane
 from controlplane.policy import Policy
 from controlplane.serving import DbWindowSink
@@ -158,3 +158,16 @@ def test_serve_options_become_the_client_policy() -> None:
         client_policy(0, 0, ("ci=fast",), ())
     with pytest.raises(ValueError, match="critical"):
         client_policy(0, 0, (), ("ci=urgent",))
+
+
+def test_the_shared_cache_comes_from_the_option_or_else_the_setting() -> None:
+    assert shared_cache(None, "", 50) is None  # neither: caches stay local
+    from_setting = shared_cache(None, "redis://cache:6379/1", 50)
+    assert from_setting is not None
+    assert (from_setting.url, from_setting.timeout_ms) == ("redis://cache:6379/1", 50)
+    from_option = shared_cache("redis://other:6379", "redis://cache:6379/1", 20)
+    assert from_option is not None
+    assert from_option.url == "redis://other:6379"
+    assert shared_cache("", "redis://cache:6379/1", 50) is None  # the option turns it off
+    with pytest.raises(ValueError, match="give redis://"):
+        shared_cache("memcached://cache", "", 50)

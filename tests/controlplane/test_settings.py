@@ -97,6 +97,17 @@ def test_api_url_must_be_http(monkeypatch) -> None:
         load_settings()
 
 
+def test_the_cache_redis_url_takes_only_redis(monkeypatch) -> None:
+    assert load_settings().cache_redis_url == ""
+    monkeypatch.setenv("MLCP_CACHE_REDIS_URL", "redis://:pw@cache:6379/2")
+    assert load_settings().cache_redis_url == "redis://:pw@cache:6379/2"
+    assert load_settings().redacted()["cache_redis_url"] == "redis://:***@cache:6379/2"
+    monkeypatch.setenv("MLCP_CACHE_REDIS_URL", "memcached://cache")
+    with pytest.raises(SettingsError, match="MLCP_CACHE_REDIS_URL") as caught:
+        load_settings()
+    assert "redis://" in str(caught.value)
+
+
 def test_feature_generations_take_the_database_or_redis(monkeypatch) -> None:
     assert load_settings().feature_generations == "database"
     monkeypatch.setenv("MLCP_FEATURE_GENERATIONS", "redis://:pw@cache:6379/0")
