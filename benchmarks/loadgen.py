@@ -8,6 +8,9 @@ With ``--bodies-file`` (one body per line) each request takes the next line inst
 connections sharing one cursor, so a pre-drawn sequence (entity keys from a Zipf
 distribution, say) is replayed in order, wrapping around.
 
+With ``--rate R`` the loop is open: requests are due at R a second whatever the answers, and
+each one's latency counts from when it was due (``--concurrency`` connections carry them).
+
 With ``--retry-after-s S`` a connection answered 503 or 429 waits S seconds before its next
 request, as a client honouring ``Retry-After`` does (the default sends again at once).
 
@@ -180,6 +183,21 @@ def build_request(
     return host, port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+class Schedule:
+    """Open loop: request ``i`` is due at ``start + i / rate``, whether or not earlier ones
+    were answered. A request's latency runs from when it was due, not from when a connection
+    was free to send it, so a server that falls behind is charged for the queue it makes
+    (no coordinated omission)."""
+
+    def __init__(self, start: float, rate: float) -> None:
+        self.start, self.rate, self.taken = start, rate, 0
+
+    def take(self) -> float:
+        due = self.start + self.taken / self.rate
+        self.taken += 1
+        return due
+
+
 class Requests:
     """The request bytes to send next: one request again and again, or a sequence in turn."""
 
@@ -202,6 +220,7 @@ async def worker(
     expect: int,
     tally: Tally,
     retry_after_s: float = 0.0,
+    schedule: Schedule | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     start, end = window
@@ -219,7 +238,16 @@ async def worker(
                     continue
                 if client.transport is None:  # closed before it was handed over
                     continue
-            t0 = clock()
+            if schedule is None:
+                t0 = clock()
+            else:
+                t0 = schedule.take()
+                if t0 >= end:
+                    break
+                if t0 > clock():
+                    await asyncio.sleep(t0 - clock())
+                if client.transport is None:
+                    continue  # closed while it waited: the next slot goes on a new one
             try:
                 response = await client.send(client.transport, requests.next())
             except (OSError, ValueError):
@@ -275,12 +303,14 @@ async def run(args: argparse.Namespace, bodies: list[bytes]) -> dict[str, object
     now = time.perf_counter()
     window = (now + args.warmup, now + args.warmup + args.duration)
     cpu0 = _cpu_s()
+    schedule = Schedule(now, args.rate) if args.rate else None
     tasks = [
         asyncio.ensure_future(
-            worker(host, port, requests, window, args.expect_status, tally, args.retry_after_s)
+            worker(host, port, requests, window, args.expect_status, tally, args.retry_after_s,
+                   schedule)
         )
         for _ in range(args.concurrency)
-    ]
+    ]  # fmt: skip
     # No timer per request (it would cost as much as the request's own bookkeeping): whatever
     # is still unanswered --timeout seconds after the window is cancelled and counted.
     _, pending = await asyncio.wait(tasks, timeout=args.warmup + args.duration + args.timeout)
@@ -294,6 +324,7 @@ async def run(args: argparse.Namespace, bodies: list[bytes]) -> dict[str, object
     return {
         "url": args.url,
         "concurrency": args.concurrency,
+        "rate_rps": args.rate,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "request_bytes": len(request),
@@ -336,6 +367,13 @@ def main() -> None:
     parser.add_argument("--content-type", default="application/json")
     parser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     parser.add_argument("--concurrency", type=int, default=1, help="connections, one each")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="open loop: send this many requests a second over the connections, latency "
+        "counted from when each was due (default: closed loop, back to back)",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--timeout", type=float, default=30.0, help="grace after the window, s")
