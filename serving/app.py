@@ -42,7 +42,7 @@ from serving.cached import (
     keep_output,
     shared_output,
 )
-from serving.config import BATCH, PRIORITIES, ServingPolicy
+from serving.config import BATCH, CRITICAL, PRIORITIES, ServingPolicy
 from serving.door import Door
 from serving.errors import (
     DeadlineExceeded,
@@ -193,8 +193,8 @@ def create_app(manager: ModelManager) -> FastAPI:
             limit = limits.limit_of(client, policy.rate)
             raise RateLimited(client, limit.rate_per_s if limit else 0.0, wait_s)
         now = time.monotonic()
-        if priority != BATCH:
-            door.urgent(now)
+        if priority == CRITICAL:
+            door.critical(now)
         elif door.refuse_batch(now, manager.metrics.busy_meter.loop_lag_s):
             raise Shed(name, 0, config.batching.retry_after_s, PRIORITIES[BATCH])
         return priority

@@ -231,7 +231,7 @@ class ServerConfig:
     # utilisation and queue delay over queue_budget_ms (the wait a request can afford).
     busy_window_s: float = 10.0
     queue_budget_ms: float = 50.0
-    # While a critical- or normal-class request arrived in the last second, batch-class ones
+    # While a critical-class request arrived in the last second, batch-class ones
     # are refused at the door (503 + Retry-After, before their body is read) when this many
     # are already in flight, or when the event loop runs shed_batch_at_lag_ms late
     # (serving.door): only not taking the flood in leaves room for the others. 0: off.

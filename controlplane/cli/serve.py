@@ -151,7 +151,7 @@ class LazyLookup:
     type=click.IntRange(0),
     default=2,
     show_default=True,
-    help="while critical or normal requests are coming, refuse batch-class requests (503) "
+    help="while critical requests are coming, refuse batch-class requests (503) "
     "at the door past this many in flight (0: no cap)",
 )
 @click.option(
@@ -160,7 +160,7 @@ class LazyLookup:
     default=10.0,
     show_default=True,
     help="refuse batch-class requests (503) at the door while the event loop runs this late "
-    "and critical or normal requests are coming (0: never)",
+    "and critical requests are coming (0: never)",
 )
 @click.option(
     "--cache-redis-url",

@@ -1,4 +1,4 @@
-"""The door's rule: batch-class requests are refused only to make room for more urgent ones."""
+"""The door's rule: batch-class requests are refused only to make room for critical ones."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ from serving.door import Door, refuse_batch
 
 
 def rule(**overrides: float) -> bool:
-    args = dict(now=10.0, inflight=0, loop_lag_s=0.0, last_urgent=9.5, max_inflight=2,
+    args = dict(now=10.0, inflight=0, loop_lag_s=0.0, last_critical=9.5, max_inflight=2,
                 lag_s=0.01, horizon_s=1.0)  # fmt: skip
     args.update(overrides)
     return refuse_batch(**args)  # type: ignore[arg-type]
 
 
-def test_batch_traffic_alone_is_never_refused_at_the_door() -> None:
-    assert not rule(last_urgent=-math.inf, inflight=1000, loop_lag_s=5.0)
-    assert not rule(last_urgent=8.9, inflight=1000, loop_lag_s=5.0)  # urgent 1.1 s ago
+def test_without_critical_traffic_nothing_is_refused_at_the_door() -> None:
+    assert not rule(last_critical=-math.inf, inflight=1000, loop_lag_s=5.0)
+    assert not rule(last_critical=8.9, inflight=1000, loop_lag_s=5.0)  # critical 1.1 s ago
 
 
-def test_with_urgent_traffic_the_cap_and_the_loop_lag_refuse() -> None:
+def test_with_critical_traffic_the_cap_and_the_loop_lag_refuse() -> None:
     assert not rule(inflight=1)
     assert rule(inflight=2)
     assert rule(inflight=0, loop_lag_s=0.01)
@@ -39,8 +39,8 @@ def test_the_door_counts_batch_requests_in_flight_and_its_refusals() -> None:
     assert not door.refuse_batch(now=1.0, loop_lag_s=0.0)
     with door.admitted(BATCH), door.admitted(BATCH), door.admitted(CRITICAL):
         assert door.batch_inflight == 2
-        assert not door.refuse_batch(now=1.0, loop_lag_s=0.0)  # nobody urgent yet
-        door.urgent(1.0)
+        assert not door.refuse_batch(now=1.0, loop_lag_s=0.0)  # no critical request yet
+        door.critical(1.0)
         assert door.refuse_batch(now=1.5, loop_lag_s=0.0)
     assert door.batch_inflight == 0
     assert not door.refuse_batch(now=1.5, loop_lag_s=0.0)
