@@ -246,8 +246,9 @@ async def worker(
                     break
                 if t0 > clock():
                     await asyncio.sleep(t0 - clock())
-                if client.transport is None:
-                    continue  # closed while it waited: the next slot goes on a new one
+                if client.transport is None:  # closed while it waited: this slot is lost
+                    tally.error("connection", clock(), window)
+                    continue
             try:
                 response = await client.send(client.transport, requests.next())
             except (OSError, ValueError):

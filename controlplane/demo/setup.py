@@ -314,7 +314,7 @@ def register(
             label=LABEL,
             code_version=detect_code_version(),
             registered_by=cp.settings.actor,
-            idempotency_key=f"demo-{name}-{flavour.name}-{fp.sha256[:16]}{run}",
+            idempotency_key=f"demo-{flavour.name}-{fp.sha256[:16]}{run}",
             description=f"mlcp demo: {flavour.name} churn classifier ({flavour.story})",
         ),
         progress=progress,
