@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/registry_bench.py
 	$(BIN)/python benchmarks/features_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
+	$(BIN)/python benchmarks/serving_bench.py --cells zipf,overload --rounds 3
 	$(BIN)/python benchmarks/rollback_bench.py
 	$(BIN)/python benchmarks/serving_gpu.py
 	$(BIN)/python benchmarks/drift_bench.py
