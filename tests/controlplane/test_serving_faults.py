@@ -34,6 +34,7 @@ from features import reference_statistics
 from registry import RegistrationRequest
 from tests.controlplane.test_serving_adapters import DAY, DEFS
 from tests.serving.conftest import free_port
+from tests.throwaway_redis import ThrowawayRedis
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -97,56 +98,12 @@ class Postgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Redis:
-    """A throwaway redis-server on a free port, its data kept across restarts (AOF)."""
-
-    def __init__(self) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.skip("needs redis-server")
-        self.dir = Path(tempfile.mkdtemp(prefix="mlcp-redis-"))
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        import redis
-
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        wait_until(lambda: _pings(client), 30, "redis-server to start")
-        client.close()
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.terminate()  # ours, by its pid
-        self.process.wait(30)
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _pings(client: Any) -> bool:
-    import redis
-
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
 @dataclass
 class Replica:
     url: str
     cp: ControlPlane
     pg: Postgres
-    redis: Redis
+    redis: ThrowawayRedis
     name: str
     log: Path
     outages: list[tuple[datetime, datetime]] = field(default_factory=list)
@@ -157,7 +114,8 @@ def replica(
     tmp_path_factory: pytest.TempPathFactory, mlflow_store: tuple[str, str]
 ) -> Iterator[Replica]:
     work = tmp_path_factory.mktemp("faults")
-    pg, redis = Postgres(), Redis()
+    pg, redis = Postgres(), ThrowawayRedis(keep_data=True)
+    redis.start()
     tracking, artifacts = mlflow_store
     settings = Settings(
         home=work / ".mlcp",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,3 +237,20 @@ def loader() -> StaticLoader:
 @pytest.fixture
 def server_config() -> ServerConfig:
     return ServerConfig(batching=BatchingConfig(max_batch_size=8, max_delay_ms=1.0), poll_s=0.05)
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own on the machine's Redis (the shared prediction cache's
+    tests), and its keys deleted after."""
+    import uuid
+
+    import redis
+
+    prefix = f"mlcp-test:{uuid.uuid4().hex[:12]}:pred:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

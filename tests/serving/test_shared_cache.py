@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -62,17 +60,6 @@ def test_values_are_json_and_come_back_the_same() -> None:
     assert decode(encode([0.1, 0.9])) == [0.1, 0.9]
     with pytest.raises(ValueError, match="unknown dtype"):
         decode(b'{"tensor":{"dtype":"Tensor","shape":[1],"data":[1]}}')
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    prefix = f"mlcp-test:{uuid.uuid4().hex[:12]}:"
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def test_answers_go_round_trip_through_redis_with_their_ttl(redis_url: str, prefix: str) -> None:

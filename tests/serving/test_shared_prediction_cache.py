@@ -9,14 +9,9 @@ tier and the model, and the tier comes back when Redis does.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,11 +35,11 @@ from tests.serving.conftest import (
     Server,
     StaticLoader,
     StaticSource,
-    free_port,
     make_model,
     spec_for,
 )
 from tests.serving.test_prediction_cache import CUSTOMERS, Hammer, expected, predict, rows_at
+from tests.throwaway_redis import ThrowawayRedis
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -90,17 +85,6 @@ def replica(
     )
     manager = ModelManager(loader, source, server_config, lookup=lookup)
     return Replica(Server(manager), source, manager, gates)
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    prefix = f"mlcp-test:{uuid.uuid4().hex[:12]}:pred:"
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def shared_entries(redis_url: str, prefix: str) -> dict[str, Any]:
@@ -282,44 +266,6 @@ def test_no_shared_answer_outlives_a_version_swap(redis_url: str, prefix: str) -
     want = expected(2, rows_at(0))
     assert all(version == 2 and abs(value - want[i]) < 1e-5 for _, i, value, version, _ in after)
     assert any(hit for *_, hit in after)
-
-
-class ThrowawayRedis:
-    """A redis-server of this test's own on a free port (never the machine's shared one)."""
-
-    def __init__(self) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.skip("needs redis-server")
-        self.dir = Path(tempfile.mkdtemp(prefix="mlcp-redis-"))
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        wait_until(lambda: _pings(client), 30, "redis-server to start")
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # ours, by its pid
-            self.process.wait(30)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture
