@@ -327,6 +327,7 @@ def client_policy(
 def shared_cache(option: str | None, setting: str, timeout_ms: float) -> SharedCacheConfig | None:
     """The replica's shared prediction cache: --cache-redis-url, else MLCP_CACHE_REDIS_URL;
     None (caches stay local) when neither names one (``--cache-redis-url ''`` turns it off)."""
+    from controlplane.settings import redact_url
     from serving.config import SharedCacheConfig
 
     url = setting if option is None else option
@@ -336,7 +337,8 @@ def shared_cache(option: str | None, setting: str, timeout_ms: float) -> SharedC
         return SharedCacheConfig(url, timeout_ms)
     except ValueError:
         raise ValueError(
-            f"--cache-redis-url {url!r} is not a Redis URL; give redis://[:password@]host:port[/db]"
+            f"--cache-redis-url {redact_url(url)!r} is not a Redis URL; give "
+            "redis://[:password@]host:port[/db]"
         ) from None
 
 

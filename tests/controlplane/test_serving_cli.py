@@ -171,3 +171,6 @@ def test_the_shared_cache_comes_from_the_option_or_else_the_setting() -> None:
     assert shared_cache("", "redis://cache:6379/1", 50) is None  # the option turns it off
     with pytest.raises(ValueError, match="give redis://"):
         shared_cache("memcached://cache", "", 50)
+    with pytest.raises(ValueError, match="give redis://") as refused:
+        shared_cache("memcached://user:hunter2@cache", "", 50)
+    assert "hunter2" not in str(refused.value)
