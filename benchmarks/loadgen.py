@@ -383,8 +383,8 @@ def main() -> None:
         "--retry-after-s", type=float, default=0.0, help="pause after a 503/429, seconds"
     )
     args = parser.parse_args()
-    if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
-        parser.error("--concurrency >= 1, --duration > 0 and --warmup >= 0")
+    if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0 or not args.rate >= 0:
+        parser.error("--concurrency >= 1, --duration > 0, --warmup >= 0 and --rate >= 0")
     bodies = [b""]
     if args.body_file:
         with open(args.body_file, "rb") as f:
