@@ -87,3 +87,11 @@ def test_shares_a_postgres_database_with_mlflow(pg_url: str) -> None:
 def _rev(engine: sqlalchemy.Engine, table: str) -> str:
     with engine.connect() as conn:
         return str(conn.execute(sqlalchemy.text(f"SELECT version_num FROM {table}")).scalar_one())
+
+
+def test_head_constant_names_the_newest_revision() -> None:
+    """Opening an up-to-date database compares its version row with `migrations.HEAD`
+    (no alembic import); a new revision must update the constant."""
+    import migrations
+
+    assert migrate.head_revision() == migrations.HEAD
