@@ -30,8 +30,15 @@ def is_exported_archive(path: Path) -> bool:
         return any(n.endswith(("archive_format", "models/model.json")) for n in archive.namelist())
 
 
-def export_archive(model: torch.nn.Module, example: np.ndarray) -> bytes:
-    """``model`` exported on ``example`` with a dynamic batch dimension, as archive bytes."""
+_ADVICE = (
+    "make forward() free of data-dependent Python control flow (the control API takes "
+    "exported programs only)"
+)
+
+
+def export_archive(model: torch.nn.Module, example: np.ndarray, advice: str = _ADVICE) -> bytes:
+    """``model`` exported on ``example`` with a dynamic batch dimension, as archive bytes; a
+    module torch cannot trace is an InvalidModel ending with ``advice``."""
     import contextlib
 
     import torch
@@ -46,8 +53,7 @@ def export_archive(model: torch.nn.Module, example: np.ndarray) -> bytes:
     except Exception as exc:  # torch raises many types for code it cannot trace
         raise InvalidModel(
             type(model).__name__,
-            f"torch.export could not trace it ({first_line(exc)}); make forward() free of "
-            "data-dependent Python control flow (the control API takes exported programs only)",
+            f"torch.export could not trace it ({first_line(exc)}); {advice}",
         ) from exc
     buffer = io.BytesIO()
     torch.export.save(program, buffer)

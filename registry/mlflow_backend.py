@@ -200,12 +200,35 @@ class MlflowBackend:
         input_example: np.ndarray,
         model_format: str,
         pip_requirements: list[str],
+        archive: bytes | None = None,
     ) -> LoggedModel:
-        import torch
-
+        """``model`` logged to the run as MLflow's pytorch flavor. In pt2 format the stored
+        program is ``archive`` (the torch.export archive ``model`` was loaded from, checked
+        by the caller) or, without one, ``model`` exported here; pickle goes through MLflow."""
         signature = tensor_signature(model, input_example)
         with self._globals(), translate_errors(self.tracking_uri):
-            try:
+            if model_format == "pt2":
+                from mlflow.models import Model
+
+                from registry import mlflow_pt2
+
+                if archive is None:
+                    archive = _export(model, input_example)
+                # The run active: MLflow files the logged model under the run's experiment.
+                with mlflow.start_run(run_id=run_id):
+                    info = Model.log(
+                        artifact_path=None,
+                        name="model",
+                        flavor=mlflow_pt2,
+                        flavor_name="mlflow.pytorch",  # what MLflow records of the logged model
+                        archive=archive,
+                        signature=signature,
+                        input_example=input_example,
+                        pip_requirements=pip_requirements,
+                        serialization_format=model_format,
+                        validate_serving_input=False,  # verify_model checks the round trip
+                    )
+            else:
                 with mlflow.start_run(run_id=run_id):
                     info = mlflow.pytorch.log_model(
                         model,
@@ -218,13 +241,6 @@ class MlflowBackend:
                         # flavor rejects; verify_model checks the real round trip instead.
                         validate_serving_input=False,
                     )
-            except (torch._dynamo.exc.Unsupported, RuntimeError, TypeError) as exc:
-                raise InvalidModel(
-                    type(model).__name__,
-                    f"torch.export could not trace it ({first_line(exc)}); make forward() "
-                    "free of data-dependent Python control flow, or register with "
-                    "--format pickle (loading then needs MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true)",
-                ) from exc
         return LoggedModel(
             model_uri=info.model_uri,
             model_id=str(info.model_id),
@@ -250,8 +266,9 @@ class MlflowBackend:
             )
 
     def verify_model(self, model_id: str, model: torch.nn.Module, example: np.ndarray) -> str:
-        """Read the stored model back, check plain MLflow loads it and reproduces the
-        original's outputs on ``example``, and return the digest of its files."""
+        """Read the stored model back, check it loads as MLflow's torch flavor loads it
+        (`_load_stored`) and reproduces the original's outputs on ``example``, and return the
+        digest of its files."""
         import tempfile
 
         import torch
@@ -260,8 +277,7 @@ class MlflowBackend:
             local = self.fetch_model(model_id, Path(tmp))
             digest = directory_sha256(local, exclude=_NOT_MODEL_FILES)
             _check_archives(local, model_id, pickled_ok=True)
-            with self._globals(), translate_errors(self.tracking_uri):
-                loaded = mlflow.pytorch.load_model(str(local))
+            loaded = self._load_stored(local)
             with torch.inference_mode():
                 expected = model(torch.from_numpy(example))
                 got = loaded(torch.from_numpy(example))
@@ -290,11 +306,25 @@ class MlflowBackend:
                 raise ArtifactTampered(ref, version.artifact_sha256 or "(none)", digest)
             if version.model_format == "pt2":
                 _check_archives(local, ref)
-            with self._globals(), translate_errors(self.registry_uri):
-                model = mlflow.pytorch.load_model(str(local))
+            model = self._load_stored(local)
         if not isinstance(model, torch.nn.Module):
             raise InvalidModel(ref, f"MLflow loaded a {type(model).__name__}")
         return model
+
+    def _load_stored(self, local: Path) -> Any:
+        """A stored model folder's module: a plain-ATen pt2 program rebuilt by
+        `registry.pt2_program` (what ``mlflow.pytorch.load_model`` gives, without importing
+        torch's deserializer), anything else through MLflow itself. Archives are checked
+        (`_check_archives`) before this is called."""
+        from registry.pt2_program import load_program
+
+        archives = sorted(local.rglob("*.pt2"))
+        if len(archives) == 1 and not any(local.rglob("*.pth")):
+            rebuilt = load_program(archives[0])
+            if rebuilt is not None:
+                return rebuilt
+        with self._globals(), translate_errors(self.registry_uri):
+            return mlflow.pytorch.load_model(str(local))
 
     def log_evaluation(
         self,
@@ -453,6 +483,19 @@ class MlflowBackend:
                 if run.info.lifecycle_stage != "deleted":
                     self.client.set_terminated(run.info.run_id, status="FAILED")
                     self.client.delete_run(run.info.run_id)
+
+
+def _export(model: torch.nn.Module, example: np.ndarray) -> bytes:
+    """``model`` as torch.export archive bytes (batch dimension dynamic unless the model
+    fixes it); a model torch cannot trace is an InvalidModel saying what to change."""
+    from registry.archive import export_archive
+
+    return export_archive(
+        model,
+        example,
+        advice="make forward() free of data-dependent Python control flow, or register with "
+        "--format pickle (loading then needs MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true)",
+    )
 
 
 def _check_archives(local: Path, what: str, pickled_ok: bool = False) -> None:

@@ -71,11 +71,19 @@ def load_exported_file(path: Path, source: str) -> torch.nn.Module:
 
 
 def load_checked_pt2(path: Path, source: str) -> torch.nn.Module:
-    """``torch.export.load(path).module()`` for an archive `registry.pt2.check_pt2` passed;
-    torch's failures as one InvalidModel line (its logged traceback kept out of stderr)."""
+    """``torch.export.load(path).module()`` for an archive `registry.pt2.check_pt2` passed
+    (the same module rebuilt by `registry.pt2_program` when the program is plain ATen, which
+    spares torch's deserializer and its ~1 s import); torch's failures as one InvalidModel
+    line (its logged traceback kept out of stderr)."""
     import logging
 
     import torch
+
+    from registry.pt2_program import load_program
+
+    rebuilt = load_program(path)
+    if rebuilt is not None:
+        return rebuilt
 
     quiet = logging.getLogger("torch.export")
     level = quiet.level

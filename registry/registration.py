@@ -78,6 +78,9 @@ class RegistrationRequest:
     label: str | None = None  # the training frame's label column (never an input)
     # The version's outputs on its training or evaluation rows, for prediction drift.
     prediction_reference: Mapping[str, Any] | None = None
+    # The torch.export archive ``model`` was loaded from (checked by `registry.pt2`): stored
+    # as it is in pt2 format instead of exporting ``model`` again. Not part of the fingerprint.
+    archive: bytes | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         import torch  # lazily: reads of the registry never pay torch's import
@@ -293,6 +296,7 @@ class Registrar:
                 request.input_example,
                 request.model_format,
                 self.pip_requirements,
+                archive=request.archive,
             )
             step = "verify stored model"
             progress(f"registering {request.name}: reloading the stored model to verify it")

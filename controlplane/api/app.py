@@ -363,6 +363,7 @@ def _register(cp: ControlPlane, name: str, body: RegisterBody, actor: str) -> An
             registered_by=actor,
             idempotency_key=body.idempotency_key,
             description=body.description,
+            archive=archive,
         )
     )
 

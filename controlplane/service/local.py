@@ -48,6 +48,7 @@ class LocalService:
     def register(self, request: RegisterFiles, progress: Progress = silent) -> Json:
         from features.fingerprint import read_dataset
         from registry import RegistrationRequest, validate_model_name
+        from registry.archive import is_exported_archive
         from registry.errors import UnsafeModel
         from registry.model_files import load_exported_file, load_input_example, load_model_file
 
@@ -67,6 +68,8 @@ class LocalService:
             model = load_model_file(request.model, unsafe_allow_pickle=request.unsafe_allow_pickle)
         else:  # a client's upload
             model = load_exported_file(request.model, f"upload {request.model.parent.name[:12]}...")
+        # An exported program is stored as the file holds it (the registry re-checks the copy).
+        archive = request.model.read_bytes() if is_exported_archive(request.model) else None
         example = load_input_example(request.input_example)
         frame = source = None
         if request.training_data is not None:
@@ -92,6 +95,7 @@ class LocalService:
                 idempotency_key=request.idempotency_key,
                 description=request.description,
                 model_format=request.model_format,
+                archive=archive,
             ),
             progress=progress,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -259,11 +260,62 @@ def test_db_commands(capsys, env: Path) -> None:
 
 
 def test_console_script_exit_code(env: Path) -> None:
+    """The executable exits without the interpreter's teardown (controlplane.cli.run): its
+    exit code, stderr and every byte of stdout (a pipe: block-buffered) still get out."""
     done = subprocess.run(
         [MLCP, "models", "show", "nosuch@1"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
     assert one_line(done.stderr).startswith("mlcp: error: model 'nosuch' is not registered")
+    done = subprocess.run([MLCP, "settings", "--json"], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["actor"] == "cli-user"
+
+
+def export(files: dict[str, Path], env: Path) -> Path:
+    """The files' model as a torch.export archive, as a training job saves it."""
+    x = torch.from_numpy(np.load(files["example"]))
+    program = torch.export.export(
+        make_net(3).eval(), (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)
+    )
+    torch.export.save(program, env / "model.pt2")
+    return env / "model.pt2"
+
+
+def test_an_exported_program_is_stored_as_given_and_loads_with_plain_mlflow(
+    capsys, files, model_name: str, env: Path
+) -> None:
+    """No second export: the stored data/model.pt2 is the file's bytes, in MLflow's own
+    pytorch flavor layout, which plain MLflow loads (torch.export.load underneath)."""
+    pt2 = export(files, env)
+    code, out, err = run(capsys, "models", "register", model_name, "--model", str(pt2),
+                         "--input-example", str(files["example"]), "--json")  # fmt: skip
+    assert code == 0, err
+    version = json.loads(out)
+    import mlflow
+
+    uri = os.environ["MLCP_MLFLOW_TRACKING_URI"]
+    logged = mlflow.MlflowClient(uri).get_logged_model(
+        version["source_uri"].removeprefix("models:/")
+    )
+    folder = Path(logged.artifact_location.removeprefix("file://"))
+    assert (folder / "data" / "model.pt2").read_bytes() == pt2.read_bytes()
+    assert {p.name for p in folder.iterdir()} >= {
+        "MLmodel", "requirements.txt", "conda.yaml", "python_env.yaml", "input_example.json"
+    }  # fmt: skip
+    script = (
+        "import mlflow, numpy as np, torch, sys;"
+        f"mlflow.set_tracking_uri({uri!r});"
+        f"m = mlflow.pytorch.load_model('models:/{model_name}/1');"
+        f"x = torch.from_numpy(np.load({str(files['example'])!r}));"
+        "print(m(x).detach().numpy().tolist())"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)  # fmt: skip
+    with torch.inference_mode():
+        expected = make_net(3).eval()(torch.from_numpy(np.load(files["example"])))
+    np.testing.assert_allclose(json.loads(done.stdout), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_settings_command_masks_passwords(capsys, env: Path, monkeypatch) -> None:
@@ -280,7 +332,8 @@ IMPORT_PROBE = """\
 import json, sys
 from controlplane.cli import main
 code = main(sys.argv[1:])
-print("LOADED", json.dumps(sorted({m.split(".")[0] for m in sys.modules})), file=sys.stderr)
+loaded = {m.split(".")[0] for m in sys.modules} | {"torch._dynamo"} & set(sys.modules)
+print("LOADED", json.dumps(sorted(loaded)), file=sys.stderr)
 sys.exit(code)
 """
 
@@ -300,14 +353,21 @@ def test_commands_import_only_what_their_work_needs(files, model_name: str, env:
         line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED"))
         return set(json.loads(line.removeprefix("LOADED ")))
 
-    heavy = {"feast", "great_expectations", "sklearn"}
-    register = loaded("models", "register", model_name, "--model", str(files["model"]),
-                      "--unsafe-allow-pickle", "--input-example", str(files["example"]),
+    # torch._dynamo: torch's compiler (~1 s to import) is needed only to export a module;
+    # an exported program is stored as given and loaded by registry.pt2_program.
+    heavy = {"feast", "great_expectations", "sklearn", "torch._dynamo"}
+    pt2 = export(files, env)
+    register = loaded("models", "register", model_name, "--model", str(pt2),
+                      "--input-example", str(files["example"]),
                       "--training-data", str(files["train"]), "--label", "label")  # fmt: skip
     assert not register & heavy
     evaluate = loaded("evaluate", f"{model_name}@1", "--data", str(files["train"]),
                       "--label", "label")  # fmt: skip
     assert not evaluate & heavy
+    pickled = loaded("models", "register", model_name, "--model", str(files["model"]),
+                     "--unsafe-allow-pickle", "--input-example", str(files["example"]),
+                     "--training-data", str(files["train"]), "--label", "label")  # fmt: skip
+    assert not pickled & {"feast", "great_expectations", "sklearn"}
     assert not loaded("policy", "set", model_name, "--file", "policy.yaml") & {"mlflow", "torch"}
     promote = loaded("promote", f"{model_name}@1")
     assert not promote & (heavy | {"torch"})
