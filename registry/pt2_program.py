@@ -266,7 +266,9 @@ class _Reader:
             path = meta["path_name"]
             if path not in flat:
                 raw = bytearray(self._read(folder + path))
-                if not raw:
+                if not raw:  # an empty tensor; a non-empty one stored as nothing is torch's
+                    if math.prod(sizes) != 0:
+                        raise Unsupported(f"{path} is empty but sized {sizes}")
                     flat[path] = torch.zeros(sizes, dtype=dtype)
                 elif len(raw) % dtype.itemsize:
                     raise Unsupported(f"{path} is no whole number of {dtype}")
