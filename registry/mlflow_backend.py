@@ -277,7 +277,7 @@ class MlflowBackend:
             local = self.fetch_model(model_id, Path(tmp))
             digest = directory_sha256(local, exclude=_NOT_MODEL_FILES)
             _check_archives(local, model_id, pickled_ok=True)
-            loaded = self._load_stored(local)
+            loaded = self._load_stored(local, model_id)
             with torch.inference_mode():
                 expected = model(torch.from_numpy(example))
                 got = loaded(torch.from_numpy(example))
@@ -306,23 +306,21 @@ class MlflowBackend:
                 raise ArtifactTampered(ref, version.artifact_sha256 or "(none)", digest)
             if version.model_format == "pt2":
                 _check_archives(local, ref)
-            model = self._load_stored(local)
+            model = self._load_stored(local, ref)
         if not isinstance(model, torch.nn.Module):
             raise InvalidModel(ref, f"MLflow loaded a {type(model).__name__}")
         return model
 
-    def _load_stored(self, local: Path) -> Any:
-        """A stored model folder's module: a plain-ATen pt2 program rebuilt by
-        `registry.pt2_program` (what ``mlflow.pytorch.load_model`` gives, without importing
-        torch's deserializer), anything else through MLflow itself. Archives are checked
-        (`_check_archives`) before this is called."""
-        from registry.pt2_program import load_program
+    def _load_stored(self, local: Path, what: str) -> Any:
+        """A stored model folder's module: its one pt2 archive loaded as a file's is
+        (`registry.model_files.load_checked_pt2`: what ``mlflow.pytorch.load_model`` gives,
+        without torch's deserializer for plain-ATen programs), anything else through MLflow
+        itself. Archives are checked (`_check_archives`) before this is called."""
+        from registry.model_files import load_checked_pt2
 
         archives = sorted(local.rglob("*.pt2"))
         if len(archives) == 1 and not any(local.rglob("*.pth")):
-            rebuilt = load_program(archives[0])
-            if rebuilt is not None:
-                return rebuilt
+            return load_checked_pt2(archives[0], what)
         with self._globals(), translate_errors(self.registry_uri):
             return mlflow.pytorch.load_model(str(local))
 

@@ -43,6 +43,7 @@ def save_model(
     from mlflow import pyfunc
     from mlflow.models.utils import _save_example
     from mlflow.utils.environment import _mlflow_conda_env, _PythonEnv
+    from mlflow.utils.file_utils import get_total_file_size
 
     os.makedirs(os.path.join(path, DATA))
     Path(path, DATA, ARCHIVE).write_bytes(archive)
@@ -61,9 +62,8 @@ def save_model(
         python_env=PYTHON_ENV,
         model_config={"device": None},
     )
-    mlflow_model.model_size_bytes = sum(
-        f.stat().st_size for f in Path(path).rglob("*") if f.is_file()
-    )
+    if size := get_total_file_size(path):
+        mlflow_model.model_size_bytes = size
     mlflow_model.save(os.path.join(path, "MLmodel"))
     requirements = list(pip_requirements)
     if not any(r.split("=")[0].strip().lower() == "mlflow" for r in requirements):

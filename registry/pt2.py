@@ -64,7 +64,7 @@ _SAMPLE_MEMBERS = re.compile(
 )
 # Graph node targets: ATen and prims ops, torch's higher-order ops, and Python's arithmetic.
 _TARGET_PREFIXES = ("torch.ops.aten.", "torch.ops.prims.", "torch.ops.higher_order.")
-_OPERATORS = frozenset((
+OPERATORS = frozenset((
     "getitem", "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "neg", "pos", "abs",
     "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "xor", "not_", "invert", "lshift",
     "rshift",
@@ -283,7 +283,7 @@ def _check_target(check: _Check, target: Any) -> None:
     if target.startswith(_TARGET_PREFIXES) and "__" not in target:
         return
     module, _, name = target.partition(".")
-    if module == "_operator" and name in _OPERATORS:
+    if module == "_operator" and name in OPERATORS:
         return
     if module == "math" and re.fullmatch(r"[a-z0-9_]+", name) and not name.startswith("_"):
         return

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from registry.pt2 import MODEL
+from registry.pt2 import MODEL, OPERATORS
 
 if TYPE_CHECKING:
     import torch
@@ -38,11 +38,6 @@ if TYPE_CHECKING:
 SCHEMA_MAJOR = 8  # torch.export's serialization schema this reader knows (torch 2.13)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SYMBOL = re.compile(r"Symbol\('([a-z]+\d+)'")
-# Python's arithmetic on sizes (s0 * 8 ...), as torch's graphs call it.
-_OPERATORS = frozenset(
-    ("getitem", "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "neg", "eq", "ne",
-     "lt", "le", "gt", "ge")
-)  # fmt: skip
 _DTYPES = {
     1: "uint8",
     2: "int8",
@@ -411,7 +406,7 @@ def _resolve(target: str) -> tuple[Callable[..., Any], Any]:
             raise Unsupported(f"unknown operator {target}") from None
         return overload, overload._schema
     module, _, name = target.partition(".")
-    if module == "_operator" and name in _OPERATORS:
+    if module == "_operator" and name in OPERATORS:  # what registry.pt2 admits
         return getattr(operator, name), None
     raise Unsupported(f"target {target}")
 
